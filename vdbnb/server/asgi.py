@@ -1,0 +1,75 @@
+"""ASGI middleware: optional trailing slash, request body limits, security headers."""
+from __future__ import annotations
+
+import json
+
+from ..fragments import MAX_FRAGMENT
+
+JSON_LIMIT = 1024 * 1024
+
+
+def _reply(status: int, message: str, code: str):
+    body = json.dumps({"success": False, "message": message, "error_code": code}).encode()
+
+    async def send_it(send):
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+    return send_it
+
+
+class EdgeMiddleware:
+    """Paths work with and without a trailing slash; bodies over the limit get 413 before any handler runs."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if len(path) > 1 and path.endswith("/"):
+            scope = dict(scope)
+            scope["path"] = path.rstrip("/") or "/"
+            scope["raw_path"] = scope["path"].encode()
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = MAX_FRAGMENT if scope["path"].endswith("/fragment") else JSON_LIMIT
+        headers = dict(scope.get("headers") or [])
+        cl = headers.get(b"content-length")
+        if cl is not None:
+            try:
+                n = int(cl)
+            except ValueError:
+                return await _reply(400, "invalid Content-Length header", "INVALID_REQUEST")(send)
+            if n > limit:
+                return await _reply(413, f"request body of {n} bytes is over the {limit}-byte limit",
+                                    "PAYLOAD_TOO_LARGE")(send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return msg
+
+        sent_start = False
+
+        async def tracking_send(msg):
+            nonlocal sent_start
+            if msg["type"] == "http.response.start":
+                sent_start = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not sent_start:
+                await _reply(413, f"request body is over the {limit}-byte limit", "PAYLOAD_TOO_LARGE")(send)
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,131 @@
+"""API keys (``sk-…``), client tokens (``st-…``) and websocket tickets; all stored as SHA-256 hashes.
+
+The secrets are 256-bit random values, so a plain SHA-256 is a sound at-rest hash (no dictionary to
+guess from); comparisons go through the hash index, never through the clear value.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import KEY_FILE, WEBHOOK_SECRET_FILE
+from .errors import forbidden, unauthorized
+from .store import Store, now
+
+CAPTURE_SCOPE = "capture"
+MAX_TOKEN_TTL = 30 * 86400
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str                    # "api_key" | "client_token"
+    collection_id: str | None    # client tokens are bound to one collection
+    scope: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "api_key"
+
+
+class Auth:
+    def __init__(self, store: Store, data_dir: Path):
+        self.store = store
+        self.data_dir = data_dir
+
+    # ------------------------------------------------------------------ bootstrap
+    def ensure_api_key(self) -> str:
+        """Create the API key on first start (or take VDBNB_API_KEY); keep it in a 0600 file."""
+        key_path = self.data_dir / KEY_FILE
+        key = os.environ.get("VDBNB_API_KEY") or (key_path.read_text().strip() if key_path.exists() else "")
+        if not key:
+            key = "sk-" + secrets.token_urlsafe(32)
+        if not key_path.exists() or key_path.read_text().strip() != key:
+            write_secret_file(key_path, key)
+        os.chmod(key_path, 0o600)
+        h = digest(key)
+        if not self.store.one("SELECT id FROM api_keys WHERE key_hash=?", (h,)):
+            self.store.insert("api_keys", {"id": "key-" + secrets.token_hex(6), "key_hash": h,
+                                           "prefix": key[:6], "created_at": now()})
+        return key
+
+    def ensure_webhook_secret(self) -> str:
+        path = self.data_dir / WEBHOOK_SECRET_FILE
+        if path.exists():
+            os.chmod(path, 0o600)
+            return path.read_text().strip()
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        write_secret_file(path, secret)
+        return secret
+
+    # ------------------------------------------------------------------ tokens
+    def mint_client_token(self, collection_id: str, expires_in: int, user_id: str | None = None) -> dict:
+        token = "st-" + secrets.token_urlsafe(32)
+        t = now()
+        self.store.insert("client_tokens", {"token_hash": digest(token), "collection_id": collection_id,
+                                            "scope": CAPTURE_SCOPE, "user_id": user_id, "created_at": t,
+                                            "expires_at": t + expires_in})
+        return {"token": token, "expires_in": expires_in, "expires_at": int(t + expires_in)}
+
+    def mint_ws_ticket(self, collection_id: str, ttl: float = 86400) -> str:
+        ticket = "wst-" + secrets.token_urlsafe(24)
+        t = now()
+        self.store.insert("ws_tickets", {"ticket_hash": digest(ticket), "collection_id": collection_id,
+                                         "created_at": t, "expires_at": t + ttl})
+        return ticket
+
+    def check_ws_ticket(self, ticket: str | None) -> str:
+        if not ticket:
+            raise unauthorized("websocket URL has no ticket: get a fresh URL from GET collection/{id}/websocket")
+        row = self.store.one("SELECT collection_id, expires_at FROM ws_tickets WHERE ticket_hash=?",
+                             (digest(ticket),))
+        if not row or row["expires_at"] < now():
+            raise unauthorized("websocket ticket unknown or expired: get a fresh URL from "
+                               "GET collection/{id}/websocket")
+        return row["collection_id"]
+
+    # ------------------------------------------------------------------ requests
+    def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise unauthorized("No access token: send your API key (or a client token) in the "
+                               "x-access-token header. `vdbnb info` shows where the key is.", "MISSING_TOKEN")
+        h = digest(token.strip())
+        if token.startswith("st-"):
+            row = self.store.one("SELECT collection_id, scope, expires_at FROM client_tokens WHERE token_hash=?",
+                                 (h,))
+            if not row:
+                raise unauthorized("Invalid client token: mint a new one with generate_client_token().")
+            if row["expires_at"] < now():
+                raise unauthorized("Client token expired: mint a new one with generate_client_token().",
+                                   "TokenExpired")
+            return Principal("client_token", row["collection_id"], row["scope"])
+        if self.store.one("SELECT id FROM api_keys WHERE key_hash=? AND revoked_at IS NULL", (h,)):
+            return Principal("api_key", None)
+        raise unauthorized("Invalid API key: check VIDEO_DB_API_KEY / VDBNB_API_KEY or the key file shown "
+                           "by `vdbnb info`.")
+
+    @staticmethod
+    def require_admin(p: Principal) -> None:
+        if not p.is_admin:
+            raise forbidden("A client token can only start, poll, stop and upload a capture session; "
+                            "use the API key on your backend for this call.", "CLIENT_TOKEN_NOT_ALLOWED")
+
+    @staticmethod
+    def require_collection(p: Principal, collection_id: str) -> None:
+        if p.kind == "client_token" and p.collection_id != collection_id:
+            raise forbidden("This client token belongs to another collection.", "WRONG_COLLECTION")

@@ -1,0 +1,137 @@
+"""Fragment ingest: validate, write to disk (fsync) before acknowledging, deduplicate, index, notify."""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from ..fragments import Fragment, FragmentError, unpack
+from .sessions import ACTIVE, STARTING, STOPPING, Sessions
+from .store import Store, now
+
+log = logging.getLogger("vdbnb.server.ingest")
+ACCEPTING = (STARTING, ACTIVE, STOPPING)
+
+
+class IngestError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+class Ingest:
+    def __init__(self, store: Store, sessions: Sessions, media_dir: Path):
+        self.store = store
+        self.sessions = sessions
+        self.media_dir = Path(media_dir)
+        self.listeners: list = []          # fn(rtstream_row, fragment) called after a fragment is stored
+        self.connections: dict[str, int] = {}   # session_id -> open ingest websockets
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, rtstream_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(rtstream_id, threading.Lock())
+
+    def acked(self, session_id: str) -> dict[str, int]:
+        return {s["source_channel_id"]: s["last_seq"] for s in self.sessions.rtstreams(session_id)}
+
+    def stream_for(self, session_id: str, channel_id: str) -> dict:
+        s = self.store.one("SELECT * FROM rtstreams WHERE session_id=? AND source_channel_id=?",
+                           (session_id, channel_id))
+        if not s:
+            raise IngestError("UNKNOWN_CHANNEL", f"channel {channel_id!r} was not started in session {session_id}; "
+                              "start it with capture/session/start first")
+        return s
+
+    def accept(self, session_id: str, buf: bytes) -> tuple[Fragment, bool]:
+        """Store one fragment message. Returns (fragment, duplicate). Blocking (file I/O): run in a thread."""
+        try:
+            frag = unpack(buf)
+        except FragmentError as e:
+            raise IngestError(e.code, e.message) from None
+        sess = self.sessions.row(session_id)
+        s = self.stream_for(session_id, frag.channel_id)
+        with self._lock(s["id"]):
+            if self.store.one("SELECT 1 FROM fragments WHERE rtstream_id=? AND seq=?", (s["id"], frag.seq)):
+                return frag, True
+            if sess["status"] not in ACCEPTING:
+                raise IngestError("SESSION_NOT_RECORDING", f"session {session_id} is {sess['status']}; "
+                                  "fragments are accepted only while it is starting, active or stopping", 409)
+            expected = "video" if s["channel_id"] == "screen" else "audio"
+            if frag.kind != expected:
+                raise IngestError("BAD_KIND", f"channel {frag.channel_id} carries {expected}, not {frag.kind}")
+            path = self.media_dir / session_id / s["id"] / f"{frag.seq:08d}.frag"
+            try:
+                _durable_write(path, buf)
+            except OSError as e:
+                code = "DISK_FULL" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "STORAGE_ERROR"
+                raise IngestError(code, f"could not store fragment: {e.strerror}; free disk space in "
+                                  f"{self.media_dir} — the recorder keeps it and resends", 507) from None
+            t = now()
+            with self.store.transaction():
+                self.store.db.execute(
+                    "INSERT INTO fragments (rtstream_id, seq, t0, t1, size, path, received_at) VALUES (?,?,?,?,?,?,?)",
+                    (s["id"], frag.seq, frag.t0, frag.t1, len(buf), str(path.relative_to(self.media_dir)), t))
+                last = s["last_seq"]
+                while self.store.db.execute("SELECT 1 FROM fragments WHERE rtstream_id=? AND seq=?",
+                                            (s["id"], last + 1)).fetchone():
+                    last += 1
+                first_t = min(s["first_t"] or frag.t0, frag.t0)
+                last_t = max(s["last_t"] or frag.t1, frag.t1)
+                info = s["codec_info"] or json.dumps({"codec": frag.codec, **frag.codec_info})
+                self.store.db.execute("UPDATE rtstreams SET last_seq=?, first_t=?, last_t=?, codec_info=? WHERE id=?",
+                                      (last, first_t, last_t, info, s["id"]))
+                self.store.db.execute("UPDATE sessions SET last_media_at=? WHERE id=?", (t, session_id))
+        if sess["status"] == STARTING:
+            try:
+                self.sessions.transition(session_id, ACTIVE)
+            except Exception:  # a concurrent fragment already activated it
+                pass
+        s = self.store.one("SELECT * FROM rtstreams WHERE id=?", (s["id"],))
+        for fn in list(self.listeners):
+            try:
+                fn(s, frag)
+            except Exception:
+                log.exception("fragment listener failed")
+        return frag, False
+
+    def fragment_paths(self, rtstream_id: str, start: float | None = None, end: float | None = None) -> list[Path]:
+        q, p = "SELECT path FROM fragments WHERE rtstream_id=?", [rtstream_id]
+        if start is not None:
+            q += " AND t1 >= ?"
+            p.append(start)
+        if end is not None:
+            q += " AND t0 <= ?"
+            p.append(end)
+        q += " ORDER BY seq"
+        return [self.media_dir / r["path"] for r in self.store.all(q, p)]
+
+
+def _durable_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(str(path.parent), os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,108 @@
+"""Durable webhook outbox: at least once, in order per session, retried with backoff across restarts,
+signed as the Standard Webhooks spec says (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from .store import Store, now
+
+log = logging.getLogger("vdbnb.server.webhooks")
+
+
+class Outbox:
+    def __init__(self, store: Store, secret: str, max_backoff: float = 5.0, timeout: float = 5.0):
+        self.store = store
+        self.signer = Webhook(secret)
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def enqueue(self, url: str, body: dict, session_id: str | None) -> str:
+        """Store a delivery; called inside the same thread as the state change it reports."""
+        msg_id = "msg_" + uuid.uuid4().hex
+        self.store.insert("webhook_outbox", {"msg_id": msg_id, "session_id": session_id or "", "url": url,
+                                             "body": json.dumps(body), "created_at": now(),
+                                             "next_attempt_at": 0})
+        self.poke()
+        return msg_id
+
+    def poke(self) -> None:
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def pending(self) -> int:
+        return self.store.one("SELECT COUNT(*) n FROM webhook_outbox WHERE delivered_at IS NULL")["n"]
+
+    def _heads(self) -> list[dict]:
+        # the oldest undelivered message of each session: later ones wait (ordering per session)
+        return self.store.all(
+            "SELECT o.* FROM webhook_outbox o JOIN (SELECT session_id, MIN(id) mid FROM webhook_outbox "
+            "WHERE delivered_at IS NULL GROUP BY session_id) h ON o.id = h.mid")
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            while True:
+                try:
+                    heads = self._heads()
+                    due = [h for h in heads if (h["next_attempt_at"] or 0) <= now()]
+                    if due:
+                        await asyncio.gather(*(self._deliver(client, h) for h in due))
+                        continue
+                    wait = min([(h["next_attempt_at"] or 0) - now() for h in heads] + [1.0])
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, wait))
+                    except asyncio.TimeoutError:
+                        pass
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let the worker die
+                    log.exception("webhook worker error; retrying")
+                    await asyncio.sleep(0.5)
+
+    async def _deliver(self, client: httpx.AsyncClient, row: dict) -> None:
+        ts = datetime.now(timezone.utc)
+        body = row["body"]
+        sig = self.signer.sign(row["msg_id"], ts, body)
+        headers = {"content-type": "application/json", "webhook-id": row["msg_id"],
+                   "webhook-timestamp": str(int(ts.timestamp())), "webhook-signature": sig,
+                   "user-agent": "vdbnb-webhooks/1"}
+        error = None
+        try:
+            r = await client.post(row["url"], content=body, headers=headers)
+            if 200 <= r.status_code < 300:
+                self.store.update("webhook_outbox", "id", row["id"], delivered_at=now(),
+                                  attempts=row["attempts"] + 1, last_error=None)
+                return
+            error = f"HTTP {r.status_code}"
+        except httpx.HTTPError as e:
+            error = f"{type(e).__name__}: {e}"
+        attempts = row["attempts"] + 1
+        backoff = min(self.max_backoff, 0.25 * (2 ** min(attempts, 10)))
+        self.store.update("webhook_outbox", "id", row["id"], attempts=attempts, last_error=error,
+                          next_attempt_at=time.time() + backoff)
+        if attempts in (1, 5) or attempts % 20 == 0:
+            log.warning("webhook %s to %s failed (%s); attempt %d, retrying in %.1fs",
+                        row["msg_id"], row["url"], error, attempts, backoff)

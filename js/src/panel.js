@@ -1,0 +1,307 @@
+// vdbnb CapturePanel front end (anywidget ESM).
+// Synced traits (Python -> here): channels, selected, paused, state, session_id, counts, transcript,
+// alerts, errors, stale, status. High-rate data arrives as custom messages:
+//   {type: "thumb", channel_id, ts, width, height} + buffers[0] = JPEG bytes (binary, never base64)
+//   {type: "levels", levels: {channel_id: {rms, peak, ts}}}
+// User actions go back as {type: "action", action, channels?, channel_id?}.
+import "./panel.css";
+
+const DB_FLOOR = -60;
+
+function h(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = text;
+  return e;
+}
+
+function toDb(x) {
+  if (!(x > 0)) return DB_FLOOR;
+  return Math.max(DB_FLOOR, 20 * Math.log10(x));
+}
+
+function pct(x) {
+  return ((toDb(x) - DB_FLOOR) / -DB_FLOOR) * 100;
+}
+
+const STATE_LABEL = {
+  idle: "idle", previewing: "previewing", starting: "starting…", recording: "recording",
+  paused: "paused", stopping: "stopping…", stopped: "stopped", failed: "failed", error: "error",
+};
+
+function render({ model, el }) {
+  const root = h("div", "vdbnb-panel");
+  el.appendChild(root);
+  const counters = { thumbFrames: 0, levelUpdates: 0 };
+  root.dataset.thumbFrames = "0";
+  root.dataset.levelUpdates = "0";
+
+  // ---- header -------------------------------------------------------------------------------
+  const header = h("div", "vdbnb-header");
+  const title = h("div", "vdbnb-title");
+  title.append(h("span", "vdbnb-logo", "●"), h("span", null, "vdbnb capture"));
+  const pill = h("span", "vdbnb-state");
+  const sess = h("span", "vdbnb-session");
+  const status = h("span", "vdbnb-status");
+  header.append(title, pill, sess, status);
+
+  const staleBox = h("div", "vdbnb-stale");
+  const errBox = h("div", "vdbnb-errors");
+
+  // ---- channels -----------------------------------------------------------------------------
+  const displays = h("div", "vdbnb-displays");
+  const audios = h("div", "vdbnb-audios");
+  const chanViews = new Map(); // channel_id -> {card, img, meter, ...}
+
+  // ---- controls -----------------------------------------------------------------------------
+  const controls = h("div", "vdbnb-controls");
+  const startBtn = h("button", "vdbnb-btn vdbnb-start", "● Start");
+  const stopBtn = h("button", "vdbnb-btn vdbnb-stop", "■ Stop");
+  const selInfo = h("span", "vdbnb-selinfo");
+  controls.append(startBtn, stopBtn, selInfo);
+  startBtn.addEventListener("click", () => {
+    model.send({ type: "action", action: "start", channels: model.get("selected") || [] });
+  });
+  stopBtn.addEventListener("click", () => model.send({ type: "action", action: "stop" }));
+
+  // ---- results ------------------------------------------------------------------------------
+  const lower = h("div", "vdbnb-lower");
+  const tBox = h("div", "vdbnb-transcript");
+  const tHead = h("div", "vdbnb-section", "Transcript");
+  const tList = h("div", "vdbnb-tlines");
+  tBox.append(tHead, tList);
+  const side = h("div", "vdbnb-side");
+  const countsBox = h("div", "vdbnb-counts");
+  const alertsBox = h("div", "vdbnb-alerts");
+  side.append(h("div", "vdbnb-section", "Events"), countsBox, alertsBox);
+  lower.append(tBox, side);
+
+  root.append(header, staleBox, errBox, h("div", "vdbnb-section", "Screens"), displays,
+    h("div", "vdbnb-section", "Audio"), audios, controls, lower);
+
+  // ---- renderers ----------------------------------------------------------------------------
+  function recording() {
+    const s = model.get("state");
+    return s === "recording" || s === "paused" || s === "starting" || s === "stopping";
+  }
+
+  function renderChannels() {
+    const chans = model.get("channels") || [];
+    const selected = new Set(model.get("selected") || []);
+    const paused = new Set(model.get("paused") || []);
+    const seen = new Set();
+    for (const ch of chans) {
+      const id = ch.channel_id;
+      seen.add(id);
+      let v = chanViews.get(id);
+      const isVideo = ch.type === "video";
+      if (!v) {
+        v = { card: h("div", "vdbnb-card " + (isVideo ? "vdbnb-video" : "vdbnb-audio")) };
+        v.card.dataset.channelId = id;
+        const top = h("label", "vdbnb-cardtop");
+        v.check = h("input");
+        v.check.type = "checkbox";
+        v.check.addEventListener("change", () => {
+          const cur = new Set(model.get("selected") || []);
+          if (v.check.checked) cur.add(id); else cur.delete(id);
+          model.set("selected", chans.map((c) => c.channel_id).filter((c) => cur.has(c)));
+          model.save_changes();
+        });
+        v.name = h("span", "vdbnb-chname");
+        v.kind = h("span", "vdbnb-chkind");
+        v.pause = h("button", "vdbnb-btn vdbnb-mini vdbnb-pause", "❚❚");
+        v.pause.title = "pause / resume this channel";
+        v.pause.addEventListener("click", (e) => {
+          e.preventDefault();
+          const isPaused = (model.get("paused") || []).includes(id);
+          model.send({ type: "action", action: isPaused ? "resume" : "pause", channel_id: id });
+        });
+        top.append(v.check, v.name, v.kind, v.pause);
+        v.card.append(top);
+        if (isVideo) {
+          v.frame = h("div", "vdbnb-thumb");
+          v.img = h("img");
+          v.img.alt = id;
+          v.placeholder = h("div", "vdbnb-placeholder", "waiting for frames…");
+          v.frame.append(v.img, v.placeholder);
+          v.meta = h("div", "vdbnb-meta");
+          v.card.append(v.frame, v.meta);
+          v.url = null;
+        } else {
+          v.meter = h("div", "vdbnb-meter");
+          v.bar = h("div", "vdbnb-bar");
+          v.peak = h("div", "vdbnb-peak");
+          v.meter.append(v.bar, v.peak);
+          v.db = h("div", "vdbnb-meta", "– dB");
+          v.card.append(v.meter, v.db);
+        }
+        (isVideo ? displays : audios).appendChild(v.card);
+        chanViews.set(id, v);
+      }
+      v.name.textContent = ch.name || id;
+      v.kind.textContent = ch.category || (isVideo ? "screen" : "audio");
+      v.check.checked = selected.has(id);
+      v.check.disabled = recording();
+      v.card.classList.toggle("vdbnb-off", !selected.has(id));
+      v.card.classList.toggle("vdbnb-paused", paused.has(id));
+      v.pause.textContent = paused.has(id) ? "▶" : "❚❚";
+      v.pause.style.display = recording() && selected.has(id) ? "" : "none";
+    }
+    for (const [id, v] of chanViews) {
+      if (!seen.has(id)) {
+        if (v.url) URL.revokeObjectURL(v.url);
+        v.card.remove();
+        chanViews.delete(id);
+      }
+    }
+    const n = (model.get("selected") || []).length;
+    selInfo.textContent = `${n} of ${chans.length} channels selected`;
+  }
+
+  function renderState() {
+    const s = model.get("state") || "idle";
+    pill.textContent = STATE_LABEL[s] || s;
+    pill.className = "vdbnb-state vdbnb-state-" + s;
+    root.dataset.state = s;
+    const sid = model.get("session_id");
+    sess.textContent = sid ? sid : "";
+    status.textContent = model.get("status") || "";
+    const rec = recording();
+    startBtn.disabled = rec || (model.get("selected") || []).length === 0;
+    stopBtn.disabled = !rec;
+    renderChannels();
+  }
+
+  function renderStale() {
+    const st = model.get("stale") || [];
+    staleBox.replaceChildren();
+    staleBox.style.display = st.length ? "" : "none";
+    for (const s of st) {
+      const row = h("div", "vdbnb-stale-row");
+      row.append(h("b", null, "⚠ stale: "), document.createTextNode(s.message || s.what));
+      staleBox.append(row);
+      const v = chanViews.get(s.channel_id);
+      if (v) v.card.classList.add("vdbnb-card-stale");
+    }
+    const staleIds = new Set(st.map((s) => s.channel_id));
+    for (const [id, v] of chanViews) if (!staleIds.has(id)) v.card.classList.remove("vdbnb-card-stale");
+  }
+
+  function renderErrors() {
+    const errs = model.get("errors") || [];
+    errBox.replaceChildren();
+    errBox.style.display = errs.length ? "" : "none";
+    for (const e of errs.slice(-4)) {
+      const row = h("div", "vdbnb-error-row");
+      row.append(h("b", null, (e.code ? e.code + ": " : "") + (e.message || "error")));
+      if (e.hint) row.append(h("div", "vdbnb-hint", "What to do: " + e.hint));
+      errBox.append(row);
+    }
+  }
+
+  function renderTranscript() {
+    const lines = model.get("transcript") || [];
+    tList.replaceChildren();
+    if (!lines.length) {
+      tList.append(h("div", "vdbnb-empty", recording() ? "listening…" : "no transcript yet"));
+    }
+    for (const l of lines) {
+      const row = h("div", "vdbnb-tline " + (l.is_final ? "vdbnb-final" : "vdbnb-interim"));
+      if (l.t !== null && l.t !== undefined) row.append(h("span", "vdbnb-tt", fmtT(l.t)));
+      if (l.channel_id) row.append(h("span", "vdbnb-tch", l.channel_id));
+      row.append(h("span", "vdbnb-ttext", l.text || ""));
+      tList.append(row);
+    }
+    tList.scrollTop = tList.scrollHeight;
+  }
+
+  function fmtT(t) {
+    const m = Math.floor(t / 60), s = Math.floor(t % 60);
+    return `${m}:${String(s).padStart(2, "0")}`;
+  }
+
+  function renderCounts() {
+    const c = model.get("counts") || {};
+    countsBox.replaceChildren();
+    const items = [["transcript", "transcript"], ["index", "index events"], ["alerts", "alerts"]];
+    for (const [k, label] of items) {
+      const b = h("div", "vdbnb-count vdbnb-count-" + k);
+      b.dataset.key = k;
+      b.append(h("div", "vdbnb-num", String(c[k] || 0)), h("div", "vdbnb-lbl", label));
+      countsBox.append(b);
+    }
+    const al = model.get("alerts") || [];
+    alertsBox.replaceChildren();
+    for (const a of al.slice(-4)) {
+      const row = h("div", "vdbnb-alert-row");
+      row.append(h("b", null, "🔔 " + (a.label || "alert")), document.createTextNode(" " + (a.text || "")));
+      alertsBox.append(row);
+    }
+  }
+
+  // ---- high-rate custom messages --------------------------------------------------------------
+  function onThumb(msg, buffers) {
+    const v = chanViews.get(msg.channel_id);
+    if (!v || !v.img || !buffers || !buffers.length) return;
+    const b = buffers[0];
+    const bytes = b instanceof DataView ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+      : b instanceof ArrayBuffer ? new Uint8Array(b) : b;
+    const url = URL.createObjectURL(new Blob([bytes], { type: "image/jpeg" }));
+    const old = v.url;
+    v.url = url;
+    v.img.onload = () => { if (old) URL.revokeObjectURL(old); };
+    v.img.src = url;
+    v.placeholder.style.display = "none";
+    v.meta.textContent = `${msg.width}×${msg.height}`;
+    v.frames = (v.frames || 0) + 1;
+    v.card.dataset.frames = String(v.frames);
+    counters.thumbFrames += 1;
+    root.dataset.thumbFrames = String(counters.thumbFrames);
+  }
+
+  function onLevels(msg) {
+    const lv = msg.levels || {};
+    for (const id in lv) {
+      const v = chanViews.get(id);
+      if (!v || !v.meter) continue;
+      const { rms, peak } = lv[id];
+      v.bar.style.width = pct(rms).toFixed(1) + "%";
+      v.peak.style.left = pct(peak).toFixed(1) + "%";
+      const db = toDb(rms);
+      v.db.textContent = db <= DB_FLOOR ? "silence" : `${db.toFixed(0)} dB`;
+      v.card.dataset.rms = String(rms);
+      v.updates = (v.updates || 0) + 1;
+      v.card.dataset.updates = String(v.updates);
+      counters.levelUpdates += 1;
+    }
+    root.dataset.levelUpdates = String(counters.levelUpdates);
+  }
+
+  function onCustom(msg, buffers) {
+    if (!msg || typeof msg !== "object") return;
+    if (msg.type === "thumb") onThumb(msg, buffers);
+    else if (msg.type === "levels") onLevels(msg);
+  }
+
+  const handlers = [
+    ["change:channels", renderChannels], ["change:selected", renderState], ["change:paused", renderChannels],
+    ["change:state", () => { renderState(); renderTranscript(); }], ["change:session_id", renderState],
+    ["change:status", renderState], ["change:stale", renderStale], ["change:errors", renderErrors],
+    ["change:transcript", renderTranscript], ["change:counts", renderCounts], ["change:alerts", renderCounts],
+    ["msg:custom", onCustom],
+  ];
+  for (const [ev, fn] of handlers) model.on(ev, fn);
+  renderState();
+  renderStale();
+  renderErrors();
+  renderTranscript();
+  renderCounts();
+  model.send({ type: "hello" }); // ask Python for the latest frames so a re-rendered view is not blank
+
+  return () => {
+    for (const [ev, fn] of handlers) model.off(ev, fn);
+    for (const v of chanViews.values()) if (v.url) URL.revokeObjectURL(v.url);
+  };
+}
+
+export default { render };

@@ -1,0 +1,231 @@
+"""LocalPreviewSource: an in-kernel preview of screens (mss) and audio inputs (sounddevice).
+
+It shows what *would* be captured before any recorder or server exists: one live thumbnail per display and
+one level meter per audio input (microphone = the default input; system audio = the monitor of the default
+output, found with ``pactl`` on PulseAudio/PipeWire). It cannot record: ``start()`` raises
+NotImplementedError with what to do instead. Capture runs in daemon threads (mss releases the GIL while
+grabbing; the audio callback runs on PortAudio's thread), so the kernel stays free.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+Listener = Callable[[str, dict], None]
+_ENV_LOCK = threading.Lock()
+
+
+def _mss():
+    import mss
+    return mss.MSS() if hasattr(mss, "MSS") else mss.mss()
+
+
+def _pactl(*args: str) -> str | None:
+    if not shutil.which("pactl"):
+        return None
+    try:
+        out = subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=3)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def list_displays() -> list[dict]:
+    try:
+        with _mss() as sct:
+            mons = sct.monitors[1:]
+    except Exception:  # noqa: BLE001 - no display: no screen channels
+        return []
+    out = []
+    for i, m in enumerate(mons, start=1):
+        label = m.get("output") or f"Display {i}"
+        out.append({"channel_id": f"display:{i}", "type": "video", "category": "screen",
+                    "name": f"{label} · {m['width']}×{m['height']}", "monitor": i,
+                    "is_primary": bool(m.get("is_primary", i == 1))})
+    return out
+
+
+def list_audio_inputs() -> list[dict]:
+    try:
+        import sounddevice as sd
+        sd.query_devices(kind="input")
+    except Exception:  # noqa: BLE001 - no PortAudio or no input device
+        return []
+    out = [{"channel_id": "mic:default", "type": "audio", "category": "mic", "name": "Microphone (default input)",
+            "pulse_source": None}]
+    sink = _pactl("get-default-sink")
+    if sink:
+        out.append({"channel_id": "system_audio:default", "type": "audio", "category": "system_audio",
+                    "name": f"System audio ({sink})", "pulse_source": f"{sink}.monitor"})
+    return out
+
+
+class LocalPreviewSource:
+    """A :class:`~vdbnb.widgets.sources.PreviewSource` that previews but cannot record."""
+
+    def __init__(self, thumb_fps: float = 4.0, thumb_width: int = 480, level_hz: float = 30.0,
+                 jpeg_quality: int = 70):
+        self.thumb_fps = thumb_fps
+        self.thumb_width = thumb_width
+        self.level_hz = level_hz
+        self.jpeg_quality = jpeg_quality
+        self._channels: list[dict] | None = None
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._streams: list[Any] = []
+        self._paused: set[str] = set()
+        self.running = False
+
+    # ---- PreviewSource -----------------------------------------------------------------------
+    def list_channels(self) -> list[dict]:
+        if self._channels is None:
+            self._channels = list_displays() + list_audio_inputs()
+        return [dict(c) for c in self._channels]
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return unsubscribe
+
+    def start(self, channels: list[str]) -> Any:
+        raise NotImplementedError("local preview cannot record; use the recorder (vdbnb.CaptureClient) as the "
+                                  "panel's source")
+
+    def stop(self) -> Any:
+        raise NotImplementedError("local preview cannot record")
+
+    def pause(self, channel_id: str) -> None:
+        self._paused.add(channel_id)
+
+    def resume(self, channel_id: str) -> None:
+        self._paused.discard(channel_id)
+
+    def start_preview(self, channels: list[str] | None = None) -> None:
+        if self.running:
+            return
+        chans = [c for c in self.list_channels() if channels is None or c["channel_id"] in channels]
+        self._stop.clear()
+        self.running = True
+        displays = [c for c in chans if c["type"] == "video"]
+        if displays:
+            th = threading.Thread(target=self._grab_loop, args=(displays,), name="vdbnb-preview-screens",
+                                  daemon=True)
+            th.start()
+            self._threads.append(th)
+        for ch in chans:
+            if ch["type"] == "audio":
+                try:
+                    self._open_audio(ch)
+                except Exception as e:  # noqa: BLE001 - shown as a panel error
+                    self._emit("error", {"code": "AUDIO_DEVICE", "channel_id": ch["channel_id"],
+                                         "message": f"cannot open audio input: {e}"})
+
+    def stop_preview(self) -> None:
+        self._stop.set()
+        for s in self._streams:
+            try:
+                s.stop()
+                s.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._streams.clear()
+        for th in self._threads:
+            th.join(timeout=2)
+        self._threads.clear()
+        self.running = False
+
+    close = stop_preview
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _emit(self, kind: str, payload: dict) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            try:
+                fn(kind, payload)
+            except Exception:  # noqa: BLE001 - a listener must not kill capture
+                pass
+
+    def _grab_loop(self, displays: list[dict]) -> None:
+        from PIL import Image
+        period = 1.0 / self.thumb_fps
+        try:
+            sct = _mss()
+        except Exception as e:  # noqa: BLE001
+            self._emit("error", {"code": "NO_DISPLAY", "message": f"cannot open the display: {e}"})
+            return
+        with sct:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                for ch in displays:
+                    if ch["channel_id"] in self._paused:
+                        continue
+                    try:
+                        shot = sct.grab(sct.monitors[ch["monitor"]])
+                        img = Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
+                        factor = max(1, shot.size[0] // self.thumb_width)
+                        if factor > 1:
+                            img = img.reduce(factor)
+                        if img.width > self.thumb_width:
+                            img = img.resize((self.thumb_width, round(img.height * self.thumb_width / img.width)))
+                        buf = io.BytesIO()
+                        img.save(buf, "JPEG", quality=self.jpeg_quality)
+                    except Exception as e:  # noqa: BLE001
+                        self._emit("error", {"code": "NO_DISPLAY", "channel_id": ch["channel_id"],
+                                             "message": f"screen grab failed: {e}"})
+                        self._stop.wait(1.0)
+                        continue
+                    self._emit("thumbnail", {"channel_id": ch["channel_id"], "ts": time.time(),
+                                             "width": img.width, "height": img.height, "jpeg": buf.getvalue()})
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay < 0:
+                    next_at = time.monotonic()
+                    delay = 0
+                self._stop.wait(delay)
+
+    def _open_audio(self, ch: dict) -> None:
+        import sounddevice as sd
+        cid = ch["channel_id"]
+        rate = 48000
+        block = int(rate / self.level_hz)
+
+        def callback(indata, frames, time_info, status):  # PortAudio thread
+            if cid in self._paused:
+                return
+            x = indata[:, 0] if indata.ndim == 2 else indata
+            rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+            peak = float(np.max(np.abs(x))) if len(x) else 0.0
+            self._emit("audio-level", {"channel_id": cid, "ts": time.time(), "rms": rms, "peak": peak})
+
+        # PortAudio's pulse plugin reads PULSE_SOURCE when a stream opens: set it only for this open.
+        with _ENV_LOCK:
+            old = os.environ.get("PULSE_SOURCE")
+            try:
+                if ch.get("pulse_source"):
+                    os.environ["PULSE_SOURCE"] = ch["pulse_source"]
+                else:
+                    os.environ.pop("PULSE_SOURCE", None)
+                stream = sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32",
+                                        callback=callback)
+                stream.start()
+            finally:
+                if old is None:
+                    os.environ.pop("PULSE_SOURCE", None)
+                else:
+                    os.environ["PULSE_SOURCE"] = old
+        self._streams.append(stream)

@@ -254,7 +254,7 @@ class StreamingTranscriber:
     """
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, model: str = "tiny.en", *, threshold: float = 0.5,
-                 neg_threshold: float = 0.35, end_silence_s: float = 0.32, spec_silence_s: float = 0.16,
+                 neg_threshold: float = 0.35, end_silence_s: float = 0.3, spec_silence_s: float = 0.1,
                  preroll_s: float = 0.2, interim_s: float = 0.7, min_speech_s: float = 0.25,
                  max_utterance_s: float = 15.0, interims: bool = True):
         if sample_rate != SAMPLE_RATE:

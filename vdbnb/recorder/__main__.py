@@ -1,0 +1,5 @@
+import sys
+
+from vdbnb.recorder.cli import main
+
+sys.exit(main())

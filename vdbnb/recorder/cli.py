@@ -1,0 +1,55 @@
+"""``vdbnb record`` / ``python -m vdbnb.recorder``: the recorder process speaking the line protocol.
+
+The lead's CLI wires ``vdbnb record`` to :func:`main`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="vdbnb record", description="vdbnb desktop recorder: speaks the "
+                                 "videodb_recorder| line protocol on stdin/stdout (docs/recorder-protocol.md)")
+    ap.add_argument("--api-url", default=None, help="server URL (default: init apiUrl, VDBNB_URL, VIDEO_DB_API)")
+    ap.add_argument("--resend", metavar="SPOOL_DIR", help="resend the fragments kept in a session's spool dir "
+                    "and exit (needs --api-url and --token)")
+    ap.add_argument("--token", default=os.environ.get("VDBNB_CLIENT_TOKEN"))
+    ap.add_argument("--list-channels", action="store_true", help="print the channels as JSON and exit")
+    a = ap.parse_args(argv)
+    if a.list_channels:
+        from vdbnb.recorder.devices import list_channels
+
+        chans, problems = list_channels()
+        print(json.dumps({"channels": [c.to_dict() for c in chans], "problems": problems}, indent=1))
+        return 0
+    if a.resend:
+        from pathlib import Path
+
+        from vdbnb.recorder.core import resend_spool
+
+        url = a.api_url or os.environ.get("VDBNB_URL") or os.environ.get("VIDEO_DB_API")
+        if not url or not a.token:
+            ap.error("--resend needs --api-url and --token")
+        res = asyncio.run(resend_spool(Path(a.resend), url, a.token))
+        print(json.dumps(res, indent=1, default=str))
+        return 0 if res["complete"] else 1
+    from vdbnb.recorder.core import Recorder
+
+    # stdout is the protocol channel: keep everything else off it
+    proto_out = sys.stdout
+    sys.stdout = sys.stderr
+    rec = Recorder(out=proto_out)
+    if a.api_url:
+        rec.api_url = a.api_url
+    try:
+        asyncio.run(rec.run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

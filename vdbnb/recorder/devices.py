@@ -1,0 +1,166 @@
+"""Channel discovery: displays from mss, audio sources from the sound server (PulseAudio / PipeWire-pulse).
+
+Channel ids: ``display:<n>`` (mss monitor index, 1-based), ``mic:<source name>``, ``system_audio:<monitor
+source name>`` and the stable aliases ``mic:default`` / ``system_audio:default`` (resolved at start to the
+default source and the default sink's monitor). Nothing here knows the rig's names.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DeviceError(RuntimeError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ChannelInfo:
+    channel_id: str
+    type: str                 # audio | video
+    name: str
+    is_default: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"channel_id": self.channel_id, "id": self.channel_id, "type": self.type, "name": self.name,
+                "is_default": self.is_default, **self.extra}
+
+
+# ---------------------------------------------------------------- displays
+def list_displays() -> list[ChannelInfo]:
+    if not os.environ.get("DISPLAY") and os.name == "posix" and not _is_mac():
+        return []
+    import mss
+
+    try:
+        with _mss() as m:
+            mons = m.monitors
+    except Exception:  # no X server / no permission
+        return []
+    out = []
+    for i, mon in enumerate(mons[1:], start=1):
+        prim = bool(mon.get("is_primary", i == 1))
+        name = mon.get("output") or mon.get("name") or f"Display {i}"
+        out.append(ChannelInfo(f"display:{i}", "video", f"Display {i} ({name})", is_default=prim, extra={
+            "is_primary": prim, "x": mon["left"], "y": mon["top"], "width": mon["width"],
+            "height": mon["height"], "output": mon.get("output")}))
+    if out and not any(c.is_default for c in out):
+        out[0].is_default = True
+        out[0].extra["is_primary"] = True
+    return out
+
+
+def _mss():
+    import mss
+
+    cls = getattr(mss, "MSS", None) or mss.mss
+    return cls()
+
+
+def _is_mac() -> bool:
+    import sys
+
+    return sys.platform == "darwin"
+
+
+# ---------------------------------------------------------------- audio (pactl)
+def _pactl(*args: str, timeout: float = 5) -> str:
+    exe = shutil.which("pactl")
+    if not exe:
+        raise DeviceError("NO_SOUND_SERVER", "pactl not found: install pulseaudio-utils (PulseAudio or "
+                                             "PipeWire-pulse) to capture audio")
+    r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "LC_ALL": "C"})
+    if r.returncode != 0:
+        raise DeviceError("NO_SOUND_SERVER", f"pactl {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}"
+                                             " (is PulseAudio/PipeWire running and PULSE_SERVER set?)")
+    return r.stdout
+
+
+def parse_sources(text: str) -> list[dict[str, Any]]:
+    """Parse ``pactl list sources`` (C locale) into dicts with name, description, monitor_of, spec."""
+    out: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    for line in text.splitlines():
+        if re.match(r"^Source #\d+", line):
+            cur = {"index": int(line.split("#")[1]), "monitor_of": None}
+            out.append(cur)
+            continue
+        if cur is None:
+            continue
+        s = line.strip()
+        if s.startswith("Name:"):
+            cur["name"] = s.split(":", 1)[1].strip()
+        elif s.startswith("Description:"):
+            cur["description"] = s.split(":", 1)[1].strip()
+        elif s.startswith("Monitor of Sink:"):
+            v = s.split(":", 1)[1].strip()
+            cur["monitor_of"] = None if v in ("n/a", "") else v
+        elif s.startswith("Sample Specification:"):
+            cur["spec"] = s.split(":", 1)[1].strip()
+        elif s.startswith("State:"):
+            cur["state"] = s.split(":", 1)[1].strip()
+    return [c for c in out if c.get("name")]
+
+
+def pulse_defaults() -> tuple[str | None, str | None]:
+    info = _pactl("info")
+    src = sink = None
+    for line in info.splitlines():
+        if line.startswith("Default Source:"):
+            src = line.split(":", 1)[1].strip()
+        elif line.startswith("Default Sink:"):
+            sink = line.split(":", 1)[1].strip()
+    return src, sink
+
+
+def list_audio() -> list[ChannelInfo]:
+    sources = parse_sources(_pactl("list", "sources"))
+    dsrc, dsink = pulse_defaults()
+    dmon = None
+    for s in sources:
+        if s["monitor_of"] and s["monitor_of"] == dsink:
+            dmon = s["name"]
+    mics, sysa = [], []
+    for s in sources:
+        name, desc = s["name"], s.get("description") or s["name"]
+        if s["monitor_of"]:
+            sysa.append(ChannelInfo(f"system_audio:{name}", "audio", desc, is_default=name == dmon,
+                                    extra={"source": name, "monitor_of": s["monitor_of"]}))
+        else:
+            mics.append(ChannelInfo(f"mic:{name}", "audio", desc, is_default=name == dsrc,
+                                    extra={"source": name}))
+    out: list[ChannelInfo] = []
+    if dsrc and any(c.extra["source"] == dsrc for c in mics):
+        out.append(ChannelInfo("mic:default", "audio", f"Default microphone ({dsrc})", is_default=True,
+                               extra={"source": dsrc, "alias": True}))
+    out += sorted(mics, key=lambda c: not c.is_default)
+    if dmon:
+        out.append(ChannelInfo("system_audio:default", "audio", f"System audio ({dsink})", is_default=True,
+                               extra={"source": dmon, "monitor_of": dsink, "alias": True}))
+    out += sorted(sysa, key=lambda c: not c.is_default)
+    return out
+
+
+def list_channels() -> tuple[list[ChannelInfo], list[dict[str, str]]]:
+    """All channels, plus a list of problems (e.g. no sound server) as {code, message}."""
+    problems = []
+    chans = list_displays()
+    if not chans:
+        problems.append({"code": "NO_DISPLAY", "message": "no X display found (DISPLAY unset or not reachable): "
+                                                         "screens cannot be captured"})
+    try:
+        chans += list_audio()
+    except DeviceError as e:
+        problems.append({"code": e.code, "message": e.message})
+    except (OSError, subprocess.SubprocessError) as e:
+        problems.append({"code": "NO_SOUND_SERVER", "message": f"cannot list audio sources: {e}"})
+    return chans, problems

@@ -1,0 +1,357 @@
+"""Capture sources, each on its own thread: screens (mss) and audio (a capture subprocess per channel).
+
+A source runs while it has users (preview and/or recording). Callbacks run on the source's thread.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from vdbnb.recorder.x11 import Win, WindowTracker, matching_windows
+
+AUDIO_RATE = 48000
+BLOCK = 480  # 10 ms
+
+
+class Privacy:
+    """Windows excluded by title regex and rectangles (global X coords) blacked out before encoding."""
+
+    def __init__(self, spec: dict | None = None):
+        spec = spec or {}
+        self.patterns = [re.compile(p, re.I) for p in (spec.get("exclude_windows") or spec.get("excludeWindows") or [])]
+        self.rects = []
+        for r in spec.get("exclude_rects") or spec.get("excludeRects") or []:
+            if isinstance(r, dict):
+                self.rects.append((int(r["x"]), int(r["y"]), int(r.get("w", r.get("width"))),
+                                   int(r.get("h", r.get("height"))), r.get("display")))
+            else:
+                x, y, w, h = r[:4]
+                self.rects.append((int(x), int(y), int(w), int(h), None))
+        self.pad = int(spec.get("window_padding", 40))
+
+    def __bool__(self):
+        return bool(self.patterns or self.rects)
+
+    def boxes(self, wins: list[Win]) -> list[tuple[int, int, int, int, str | None]]:
+        out = list(self.rects)
+        for w in matching_windows(wins, self.patterns):
+            # pad: the frame's title bar shows the (excluded) title too
+            out.append((w.x - 8, w.y - self.pad, w.w + 16, w.h + self.pad + 8, None))
+        return out
+
+
+def apply_masks(img: np.ndarray, mon: dict, boxes, display_id: str) -> int:
+    """Black out boxes (global coords) on a display image in place; returns how many touched it."""
+    n = 0
+    H, W = img.shape[:2]
+    for x, y, w, h, disp in boxes:
+        if disp is not None and disp != display_id:
+            # display-relative rectangle for another display
+            continue
+        if disp is not None:  # display-relative coordinates
+            gx, gy = x, y
+        else:
+            gx, gy = x - mon["left"], y - mon["top"]
+        x0, y0 = max(0, gx), max(0, gy)
+        x1, y1 = min(W, gx + w), min(H, gy + h)
+        if x1 > x0 and y1 > y0:
+            img[y0:y1, x0:x1, :3] = 0
+            n += 1
+    return n
+
+
+def make_thumbnail(bgra: np.ndarray, width: int = 320, quality: int = 70) -> tuple[bytes, int, int]:
+    from PIL import Image
+
+    h, w = bgra.shape[:2]
+    im = Image.frombuffer("RGB", (w, h), bgra.tobytes() if not bgra.flags.c_contiguous else bgra,
+                          "raw", "BGRX", 0, 1)
+    factor = max(1, w // width)
+    if factor > 1:
+        im = im.reduce(factor)
+    if im.width != width:
+        im = im.resize((width, max(1, round(im.height * width / im.width))))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue(), im.width, im.height
+
+
+class ScreenSource:
+    """Grabs one display at a fixed tick. ``on_frame(img_bgra, ts, encode: bool)``, ``on_thumb(...)``."""
+
+    def __init__(self, channel_id: str, index: int, tracker: WindowTracker, emit: Callable[[str, dict], None],
+                 on_lost: Callable[[str, str], None]):
+        self.channel_id = channel_id
+        self.index = index
+        self.tracker = tracker
+        self.emit = emit
+        self.on_lost = on_lost
+        self.thumb_fps = 2.0
+        self.thumb_width = 320
+        self.preview = False
+        self.encoder_cb: Callable[[np.ndarray, float, dict], None] | None = None
+        self.enc_fps = 2.0
+        self.paused = False
+        self.privacy = Privacy()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats = {"grabs": 0, "thumbs": 0, "encoded": 0, "grab_ms": 0.0}
+        self._changed = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def update(self):
+        """(Re)start or stop the thread according to users."""
+        want = self.preview or self.encoder_cb is not None
+        if want and not self.running:
+            self._stop.clear()
+            self.tracker.acquire()
+            self._thread = threading.Thread(target=self._run, name=f"screen-{self.channel_id}", daemon=True)
+            self._thread.start()
+        elif not want and self.running:
+            self._stop.set()
+            self._thread.join(5)
+            self._thread = None
+            self.tracker.release()
+        self._changed.set()
+
+    def stop(self):
+        self.preview = False
+        self.encoder_cb = None
+        self.update()
+
+    def _run(self):
+        from vdbnb.recorder.devices import _mss
+
+        sct = _mss()
+        try:
+            mon = sct.monitors[self.index]
+        except IndexError:
+            self.on_lost(self.channel_id, f"display {self.index} is not connected")
+            return
+        n_tick = 0
+        t_start = time.time()
+        enc_every = 1
+        last_geo_check = time.time()
+        while not self._stop.is_set():
+            recording = self.encoder_cb is not None
+            if recording:
+                enc_every = max(1, math.ceil(self.thumb_fps / self.enc_fps - 1e-9))
+                tick = 1.0 / (self.enc_fps * enc_every)
+            else:
+                tick = 1.0 / self.thumb_fps
+            if self._changed.is_set():  # re-phase the schedule after a configuration change
+                self._changed.clear()
+                t_start, n_tick = time.time(), 0
+            target = t_start + n_tick * tick
+            delay = target - time.time()
+            if delay > 0:
+                if self._stop.wait(delay):
+                    break
+            elif delay < -2 * tick:  # fell behind (CPU starved): skip ahead instead of bursting
+                t_start, n_tick = time.time(), 0
+            n_tick += 1
+            try:
+                g0 = time.time()
+                shot = sct.grab(mon)
+                g1 = time.time()
+            except Exception as e:  # noqa: BLE001
+                self.on_lost(self.channel_id, f"cannot grab display {self.index}: {e}")
+                return
+            ts = (g0 + g1) / 2
+            self.stats["grabs"] += 1
+            self.stats["grab_ms"] += (g1 - g0) * 1000
+            img = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+            active, wins = self.tracker.snapshot()
+            paused = self.paused
+            if paused:
+                img = np.zeros_like(img)
+            elif self.privacy:
+                img = img.copy()
+                apply_masks(img, mon, self.privacy.boxes(wins), self.channel_id)
+            if self.preview or recording:
+                try:
+                    jpg, w, h = make_thumbnail(img, self.thumb_width)
+                    self.stats["thumbs"] += 1
+                    self.emit("thumbnail", {"channel_id": self.channel_id, "ts": ts, "width": w, "height": h,
+                                            "paused": paused,
+                                            "jpeg_b64": base64.b64encode(jpg).decode()})
+                except Exception as e:  # noqa: BLE001
+                    print(f"thumbnail failed: {e}", file=sys.stderr)
+            cb = self.encoder_cb
+            if cb is not None and (n_tick - 1) % enc_every == 0:
+                meta: dict[str, Any] = {"window_title": active.title if active else None,
+                                        "app": active.app if active else None}
+                if active and active.w:
+                    cx, cy = active.x + active.w / 2, active.y + active.h / 2
+                    meta["active_on_display"] = bool(mon["left"] <= cx < mon["left"] + mon["width"]
+                                                     and mon["top"] <= cy < mon["top"] + mon["height"])
+                if paused:
+                    meta["paused"] = True
+                    meta["window_title"] = meta["app"] = None
+                cb(img, ts, meta)
+                self.stats["encoded"] += 1
+            if time.time() - last_geo_check > 2.0:
+                last_geo_check = time.time()
+                try:
+                    mons = sct.monitors
+                    if self.index >= len(mons):
+                        self.on_lost(self.channel_id, f"display {self.index} was disconnected")
+                        return
+                    mon = mons[self.index]
+                except Exception:  # noqa: BLE001
+                    pass
+        sct.close()
+
+
+def _audio_backend() -> str:
+    return os.environ.get("VDBNB_AUDIO_BACKEND", "sounddevice")
+
+
+class AudioSource:
+    """One audio channel: a capture subprocess (sounddevice worker with PULSE_SOURCE, or parec) writing
+    float32 PCM; a reader thread timestamps blocks on the shared clock, emits levels, feeds the encoder."""
+
+    def __init__(self, channel_id: str, source: str, emit: Callable[[str, dict], None],
+                 on_lost: Callable[[str, str], None], level_hz: float = 20.0, channels: int = 1):
+        self.channel_id = channel_id
+        self.source = source
+        self.emit = emit
+        self.on_lost = on_lost
+        self.level_hz = level_hz
+        self.channels = channels
+        self.preview = False
+        self.encoder_cb: Callable[[np.ndarray, float], None] | None = None
+        self.paused = False
+        self.proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.stats = {"levels": 0, "samples": 0, "reanchors": 0}
+        self.backend = _audio_backend()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def update(self):
+        want = self.preview or self.encoder_cb is not None
+        if want and not self.running:
+            self._start()
+        elif not want and self.running:
+            self._stop()
+
+    def stop(self):
+        self.preview = False
+        self.encoder_cb = None
+        self.update()
+
+    def _cmd(self) -> tuple[list[str], dict]:
+        env = {**os.environ}
+        if self.backend == "parec" and shutil.which("parec"):
+            return ([shutil.which("parec"), f"--device={self.source}", "--format=float32le",
+                     f"--rate={AUDIO_RATE}", f"--channels={self.channels}", "--latency-msec=20",
+                     "--raw"], env)
+        env["PULSE_SOURCE"] = self.source
+        return ([sys.executable, "-m", "vdbnb.recorder.audio_worker", "--rate", str(AUDIO_RATE),
+                 "--channels", str(self.channels), "--block", str(BLOCK)], env)
+
+    def _start(self):
+        self._stopping = False
+        cmd, env = self._cmd()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, bufsize=0)
+        self._thread = threading.Thread(target=self._run, name=f"audio-{self.channel_id}", daemon=True)
+        self._thread.start()
+
+    def _stop(self):
+        self._stopping = True
+        p = self.proc
+        if p and p.poll() is None:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+            p.terminate()
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self._thread:
+            self._thread.join(5)
+        self._thread = None
+        self.proc = None
+
+    def _run(self):
+        p = self.proc
+        nbytes = BLOCK * 4 * self.channels
+        win = int(AUDIO_RATE / self.level_hz)
+        lvl_buf: list[np.ndarray] = []
+        lvl_n = 0
+        anchor: float | None = None
+        count = 0
+        fd = p.stdout
+        pending = b""
+        while True:
+            try:
+                chunk = fd.read(nbytes)
+            except (OSError, ValueError):
+                chunk = b""
+            if not chunk:
+                break
+            ta = time.time()
+            pending += chunk
+            usable = len(pending) - len(pending) % (4 * self.channels)
+            if usable == 0:
+                continue
+            data, pending = pending[:usable], pending[usable:]
+            pcm = np.frombuffer(data, np.float32).reshape(-1, self.channels)
+            n = len(pcm)
+            # one clock: the sample counter anchored at the earliest plausible capture time, re-anchored on
+            # a dropout or a drift larger than 200 ms
+            est = ta - (count + n) / AUDIO_RATE
+            if anchor is None or est < anchor:
+                anchor = est
+            elif est - anchor > 0.2:
+                anchor = est
+                self.stats["reanchors"] += 1
+            t_first = anchor + count / AUDIO_RATE
+            count += n
+            self.stats["samples"] += n
+            mono = pcm[:, 0] if self.channels == 1 else pcm.mean(axis=1)
+            lvl_buf.append(mono)
+            lvl_n += n
+            if lvl_n >= win:
+                a = np.concatenate(lvl_buf)
+                lvl_buf, lvl_n = [], 0
+                rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+                peak = float(np.max(np.abs(a))) if len(a) else 0.0
+                self.stats["levels"] += 1
+                self.emit("audio-level", {"channel_id": self.channel_id, "ts": t_first + n / AUDIO_RATE,
+                                          "rms": round(rms, 5), "peak": round(peak, 5),
+                                          "paused": self.paused})
+            cb = self.encoder_cb
+            if cb is not None:
+                cb(np.zeros_like(pcm) if self.paused else pcm, t_first)
+        if not self._stopping:
+            err = b""
+            try:
+                err = p.stderr.read() or b""
+            except (OSError, ValueError):
+                pass
+            rc = p.wait()
+            msg = err.decode(errors="replace").strip().splitlines()
+            why = msg[-1] if msg else f"capture process exited with code {rc}"
+            self.on_lost(self.channel_id, f"audio source {self.source!r} stopped: {why}")

@@ -1,0 +1,349 @@
+"""Lossless uplink: R1/R3 over REST with the client token, fragments over the ingest websocket, an on-disk
+spool of every unacknowledged fragment, resend after reconnect. See docs/ingest.md."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from vdbnb.fragments import Fragment
+
+
+class UplinkError(RuntimeError):
+    def __init__(self, code: str, message: str, status: int | None = None):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def default_spool_root() -> Path:
+    env = os.environ.get("VDBNB_SPOOL_DIR")
+    if env:
+        return Path(env)
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("vdbnb", appauthor=False)) / "spool"
+    except ImportError:  # pragma: no cover
+        return Path.home() / ".cache" / "vdbnb" / "spool"
+
+
+def safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+class Spool:
+    """``<root>/<sid>/<channel>/<seq:08d>.frag`` plus ``next_seq`` per channel. Thread-safe enough: one
+    writer per channel (its source thread) and deletions from the event loop."""
+
+    def __init__(self, root: Path, session_id: str):
+        self.dir = Path(root) / safe(session_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def chan_dir(self, channel_id: str) -> Path:
+        d = self.dir / safe(channel_id)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def write(self, frag: Fragment) -> tuple[Path, bytes]:
+        d = self.chan_dir(frag.channel_id)
+        data = frag.pack()
+        p = d / f"{frag.seq:08d}.frag"
+        tmp = p.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+        (d / "next_seq").write_text(str(frag.seq + 1))
+        (d / "channel_id").write_text(frag.channel_id)
+        return p, data
+
+    def next_seq(self, channel_id: str) -> int:
+        d = self.dir / safe(channel_id)
+        n = 0
+        try:
+            n = int((d / "next_seq").read_text())
+        except (OSError, ValueError):
+            pass
+        for p in d.glob("*.frag") if d.exists() else []:
+            try:
+                n = max(n, int(p.stem) + 1)
+            except ValueError:
+                pass
+        return n
+
+    def pending(self) -> dict[str, dict[int, Path]]:
+        out: dict[str, dict[int, Path]] = {}
+        if not self.dir.exists():
+            return out
+        for d in self.dir.iterdir():
+            if not d.is_dir():
+                continue
+            try:
+                cid = (d / "channel_id").read_text()
+            except OSError:
+                continue
+            for p in d.glob("*.frag"):
+                try:
+                    out.setdefault(cid, {})[int(p.stem)] = p
+                except ValueError:
+                    pass
+        return out
+
+    def remove_if_empty(self):
+        left = sum(len(v) for v in self.pending().values())
+        if left == 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return left
+
+
+class Uplink:
+    def __init__(self, api_url: str, token: str, session_id: str, spool_root: Path | None = None,
+                 emit: Callable[[str, dict], None] | None = None, backoff_cap: float = 2.0):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+        self.session_id = session_id
+        self.spool = Spool(spool_root or default_spool_root(), session_id)
+        self.emit = emit or (lambda e, p: None)
+        self.backoff_cap = backoff_cap
+        self.http = httpx.AsyncClient(timeout=10, headers={"x-access-token": token})
+        self.ingest_url: str | None = None
+        self.streams: dict[str, str] = {}
+        self.pending: dict[str, dict[int, Path]] = {}   # channel -> seq -> path (unacked)
+        self.acked_last: dict[str, int] = {}
+        self.stats = {"sent": 0, "acked": 0, "bytes_acked": 0, "nacked": 0, "reconnects": 0, "resent": 0}
+        self.rejected: list[dict] = []
+        self.connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self._last_progress = 0.0
+        self.last_error: str | None = None
+        self.hello: dict | None = None
+        self._acked_set: dict[str, set[int]] = {}
+        self._ever_sent: set[tuple[str, int]] = set()
+
+    # ---------------------------------------------------------------- REST
+    async def _post(self, path: str, body: dict | None = None) -> dict:
+        try:
+            r = await self.http.post(self.api_url + path, json=body or {})
+        except httpx.HTTPError as e:
+            raise UplinkError("SERVER_UNREACHABLE", f"cannot reach the vdbnb server at {self.api_url}: {e!r}; "
+                              "is it running (vdbnb serve)?") from None
+        return self._check(r, path)
+
+    @staticmethod
+    def _check(r: httpx.Response, path: str) -> dict:
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        msg = body.get("message") or body.get("error") or r.text[:300]
+        if r.status_code in (401, 403):
+            raise UplinkError("AUTH_FAILED", f"the server refused the client token ({r.status_code}) on {path}: "
+                              f"{msg}; mint a fresh one with generate_client_token()", r.status_code)
+        if r.status_code >= 400 or body.get("success") is False:
+            raise UplinkError(body.get("error_code") or f"HTTP_{r.status_code}",
+                              f"{path} failed ({r.status_code}): {msg}", r.status_code)
+        return body.get("data", body)
+
+    async def start(self, channels: list[dict], extra: dict | None = None) -> dict:
+        body = {"session_id": self.session_id, "channels": channels, **(extra or {})}
+        data = await self._post("/capture/session/start", body)
+        self.ingest_url = data.get("ingest_url")
+        if not self.ingest_url:
+            base = self.api_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+            self.ingest_url = f"{base}/capture/session/{self.session_id}/ingest"
+        elif self.ingest_url.startswith("http"):
+            self.ingest_url = self.ingest_url.replace("http", "ws", 1)
+        for c in data.get("channels") or []:
+            self.streams[c["channel_id"]] = c.get("stream_id") or c.get("rtstream_id")
+        self.r1 = data
+        # fragments a previous (crashed) recorder left for this session
+        self.pending = self.spool.pending()
+        acked = data.get("acked") or {}
+        for cid, last in acked.items():
+            self._prune(cid, int(last))
+        return data
+
+    def next_seq(self, channel_id: str) -> int:
+        acked = ((getattr(self, "r1", None) or {}).get("acked") or {}).get(channel_id, -1)
+        return max(int(acked) + 1, self.spool.next_seq(channel_id))
+
+    async def stop(self) -> dict:
+        return await self._post(f"/capture/session/{self.session_id}/stop")
+
+    # ---------------------------------------------------------------- fragments
+    def submit_threadsafe(self, loop: asyncio.AbstractEventLoop, frag: Fragment):
+        """From a source thread: spool the fragment now, then let the loop send it."""
+        path, _ = self.spool.write(frag)
+        loop.call_soon_threadsafe(self._enqueue, frag.channel_id, frag.seq, path)
+
+    def _enqueue(self, cid: str, seq: int, path: Path):
+        if seq <= self.acked_last.get(cid, -1):
+            return
+        self.pending.setdefault(cid, {})[seq] = path
+        self._wake.set()
+
+    def unacked(self) -> dict[str, int]:
+        return {c: len(v) for c, v in self.pending.items() if v}
+
+    def _prune(self, cid: str, last: int):
+        self.acked_last[cid] = max(self.acked_last.get(cid, -1), last)
+        for seq in [s for s in self.pending.get(cid, {}) if s <= last]:
+            p = self.pending[cid].pop(seq)
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+    def run(self):
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self):
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+
+        delay = 0.1
+        first = True
+        while not self._closing:
+            try:
+                async with connect(self.ingest_url, additional_headers={"x-access-token": self.token},
+                                   max_size=None, open_timeout=3, ping_interval=5, ping_timeout=5,
+                                   close_timeout=1) as ws:
+                    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    self.hello = hello
+                    for cid, last in (hello.get("acked") or {}).items():
+                        self._prune(cid, int(last))
+                    if not first:
+                        self.stats["reconnects"] += 1
+                    first = False
+                    delay = 0.1
+                    self.connected.set()
+                    self.last_error = None
+                    await self._session(ws)
+            except asyncio.CancelledError:
+                raise
+            except InvalidStatus as e:
+                code = e.response.status_code
+                self.last_error = f"ingest websocket refused ({code})"
+                if code in (401, 403):
+                    self.emit("error", {"code": "AUTH_FAILED", "message": "the ingest websocket refused the "
+                                        "client token; fragments stay in the spool at " + str(self.spool.dir)})
+            except Exception as e:  # noqa: BLE001 - reconnect on anything
+                self.last_error = f"{type(e).__name__}: {e}"
+            self.connected.clear()
+            if self._closing:
+                break
+            await asyncio.sleep(delay)
+            delay = min(self.backoff_cap, delay * 2)
+
+    async def _session(self, ws):
+        sent: set[tuple[str, int]] = set()
+        inflight: dict[tuple[str, int], int] = {}
+
+        async def reader():
+            async for msg in ws:
+                if isinstance(msg, bytes):
+                    continue
+                m = json.loads(msg)
+                t = m.get("type")
+                if t == "ack":
+                    cid, seq = m["channel_id"], int(m["seq"])
+                    p = self.pending.get(cid, {}).pop(seq, None)
+                    size = inflight.pop((cid, seq), 0)
+                    if p is not None:
+                        try:
+                            p.unlink()
+                        except OSError:
+                            pass
+                        self.stats["acked"] += 1
+                        self.stats["bytes_acked"] += size
+                    ok = self._acked_set.setdefault(cid, set())
+                    ok.add(seq)
+                    last = self.acked_last.get(cid, -1)
+                    while last + 1 in ok:
+                        last += 1
+                        ok.discard(last)
+                    self.acked_last[cid] = last
+                    self._progress()
+                elif t == "nack":
+                    cid, seq = m.get("channel_id"), m.get("seq")
+                    self.stats["nacked"] += 1
+                    self.rejected.append(m)
+                    if cid is not None and seq is not None:
+                        p = self.pending.get(cid, {}).pop(int(seq), None)
+                        if p is not None:  # keep the bytes, out of the resend queue
+                            rej = p.parent / "rejected"
+                            rej.mkdir(exist_ok=True)
+                            try:
+                                os.replace(p, rej / p.name)
+                            except OSError:
+                                pass
+                        inflight.pop((cid, int(seq)), None)
+                    self.emit("error", {"code": m.get("error_code") or "NACK", "channel_id": cid, "seq": seq,
+                                        "message": f"server rejected fragment {cid}#{seq}: {m.get('message')}"})
+                    self._wake.set()
+
+        rtask = asyncio.create_task(reader())
+        try:
+            while not rtask.done():
+                todo = sorted(((s, c, p) for c, d in self.pending.items() for s, p in d.items()
+                               if (c, s) not in sent), key=lambda x: (x[0], x[1]))
+                # interleave channels in time order: sort by seq per channel, channel by t order ~ seq
+                for seq, cid, path in todo:
+                    try:
+                        data = path.read_bytes()
+                    except OSError:
+                        self.pending.get(cid, {}).pop(seq, None)
+                        continue
+                    await ws.send(data)
+                    sent.add((cid, seq))
+                    inflight[(cid, seq)] = len(data)
+                    self.stats["sent"] += 1
+                    if (cid, seq) in self._ever_sent:
+                        self.stats["resent"] += 1
+                    self._ever_sent.add((cid, seq))
+                self._wake.clear()
+                if any((c, s) not in sent for c, d in self.pending.items() for s in d):
+                    continue
+                waiter = asyncio.create_task(self._wake.wait())
+                await asyncio.wait({waiter, rtask}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            rtask.result()
+        finally:
+            rtask.cancel()
+
+    def _progress(self, force: bool = False):
+        now = time.time()
+        if not force and now - self._last_progress < 0.5:
+            return
+        self._last_progress = now
+        self.emit("upload-progress", {"sessionId": self.session_id, "acked": dict(self.acked_last),
+                                      "unacked": self.unacked(), "bytes_acked": self.stats["bytes_acked"],
+                                      "fragments_acked": self.stats["acked"], "connected": self.connected.is_set(),
+                                      "reconnects": self.stats["reconnects"]})
+
+    async def drain(self, timeout: float) -> bool:
+        t_end = time.time() + timeout
+        while time.time() < t_end:
+            if not any(self.pending.values()):
+                return True
+            await asyncio.sleep(0.05)
+        return not any(self.pending.values())
+
+    async def close(self):
+        self._closing = True
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        await self.http.aclose()
+        self._progress(force=True)

@@ -38,9 +38,17 @@ class Context:
         self.exports_dir = self.data_dir / "exports"
         self._url_key = hashlib.sha256(("url-signing:" + self.webhook_secret).encode()).digest()
         self.pipelines = None  # set by app factory when AI is enabled
+        self._search = None
         if not self.store.one("SELECT id FROM collections WHERE id=?", (DEFAULT_COLLECTION,)):
             self.store.insert("collections", {"id": DEFAULT_COLLECTION, "name": "Default Collection",
                                               "description": "created by vdbnb", "created_at": now()})
+
+    def search_index(self):
+        """The hybrid search index (its own SQLite file), opened on first use."""
+        if self._search is None:
+            from .search import SearchIndex
+            self._search = SearchIndex(self.data_dir / "search.sqlite3")
+        return self._search
 
     # signed media URLs (players cannot send headers)
     def sign(self, path: str, ttl: float = 86400) -> str:

@@ -148,12 +148,13 @@ async def events_ws(ws: WebSocket, cid: str):
 
     rtask = asyncio.create_task(reader())
     try:
-        while not rtask.done():
-            try:
-                msg = await asyncio.wait_for(sub.queue.get(), timeout=15)
-            except asyncio.TimeoutError:
-                msg = {"type": "keepalive", "ts": now()}
-            await ws.send_json(msg)
+        while True:
+            getter = asyncio.create_task(sub.queue.get())
+            done, _ = await asyncio.wait({getter, rtask}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            await ws.send_json(getter.result())
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

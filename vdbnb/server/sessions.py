@@ -71,7 +71,9 @@ class Sessions:
                                        "ws_connection_id": ws_connection_id, "metadata": metadata or {},
                                        "channels": [], "created_at": t, "updated_at": t})
         self._lifecycle(self.row(sid), CREATED)
-        return self.to_dict(self.row(sid))
+        d = self.to_dict(self.row(sid))
+        d.pop("id")  # the official SDK pops session_id and would get `id` twice
+        return d
 
     def transition(self, session_id: str, new: str, data: dict | None = None, error: str | None = None) -> dict:
         r = self.row(session_id)

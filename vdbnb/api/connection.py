@@ -1,0 +1,119 @@
+"""``vdbnb.connect()`` and ``Connection``: the backend client (names as the official SDK's)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..config import KEY_FILE, data_dir as resolve_data_dir
+from ..errors import AuthenticationError
+from ._http import HttpClient
+from .collection import Collection
+from .embedded import ensure_server
+from .session import CaptureSession
+from .websocket import EventListener, WebSocketConnection
+
+
+class Connection(HttpClient):
+    def __init__(self, api_key: str, base_url: str, data_dir: Path | None = None, **headers: str) -> None:
+        super().__init__(api_key, base_url, **headers)
+        self.collection_id = "default"
+        self.data_dir = data_dir
+
+    def __repr__(self) -> str:
+        return f"Connection(base_url={self.base_url})"
+
+    # ---- collections
+    def get_collection(self, collection_id: str = "default") -> Collection:
+        d = self.get(f"collection/{collection_id}")
+        return Collection(self, d.get("id", collection_id), d.get("name"), d.get("description"),
+                          d.get("is_public", False))
+
+    def get_collections(self) -> list[Collection]:
+        d = self.get("collection")
+        return [Collection(self, c["id"], c.get("name"), c.get("description"), c.get("is_public", False))
+                for c in d.get("collections", [])]
+
+    def create_collection(self, name: str, description: str | None = None, is_public: bool = False) -> Collection:
+        d = self.post("collection", {"name": name, "description": description, "is_public": is_public})
+        return Collection(self, d["id"], d.get("name"), d.get("description"), d.get("is_public", False))
+
+    # ---- capture sessions
+    def create_capture_session(self, end_user_id: str, collection_id: str = "default",
+                               callback_url: str | None = None, ws_connection_id: str | None = None,
+                               metadata: dict | None = None) -> CaptureSession:
+        body = {"end_user_id": end_user_id}
+        for k, v in (("callback_url", callback_url), ("ws_connection_id", ws_connection_id), ("metadata", metadata)):
+            if v:
+                body[k] = v
+        d = self.post(f"collection/{collection_id}/capture/session", body)
+        sid = d.pop("session_id", None) or d.pop("id")
+        d.pop("id", None)
+        return CaptureSession(self, sid, d.pop("collection_id", collection_id), **d)
+
+    def get_capture_session(self, session_id: str, collection_id: str = "default") -> CaptureSession:
+        d = self.get(f"collection/{collection_id}/capture/session/{session_id}")
+        if isinstance(d.get("data"), dict):
+            d = d["data"]
+        d = dict(d)
+        sid = d.pop("id", None) or d.pop("session_id", session_id)
+        d.pop("session_id", None)
+        return CaptureSession(self, sid, d.pop("collection_id", collection_id), **d)
+
+    def list_capture_sessions(self, collection_id: str = "default", status: str | None = None) -> list[CaptureSession]:
+        d = self.get(f"collection/{collection_id}/capture/session", status=status)
+        out = []
+        for s in d.get("sessions", []):
+            s = dict(s)
+            sid = s.pop("id", None) or s.pop("session_id")
+            s.pop("session_id", None)
+            out.append(CaptureSession(self, sid, s.pop("collection_id", collection_id), **s))
+        return out
+
+    def generate_client_token(self, expires_in: int = 86400) -> str:
+        return self.post("capture/session/token", {"expires_in": expires_in}).get("token")
+
+    # ---- events
+    def connect_websocket(self, collection_id: str = "default") -> WebSocketConnection:
+        return WebSocketConnection(self.get(f"collection/{collection_id}/websocket")["websocket_url"])
+
+    def listen(self, on_event: Callable, collection_id: str = "default") -> EventListener:
+        """Receive every event of the collection on a background thread (notebook-friendly)."""
+        return EventListener(lambda: self.get(f"collection/{collection_id}/websocket")["websocket_url"],
+                             on_event).start()
+
+    def create_event(self, event_prompt: str, label: str) -> str:
+        return self.post("rtstream/event", {"event_prompt": event_prompt, "label": label}).get("event_id")
+
+    def list_events(self) -> list[dict]:
+        return self.get("rtstream/event").get("events", [])
+
+    def health(self) -> dict:
+        return self.get("health")
+
+
+def connect(api_key: str | None = None, base_url: str | None = None, data_dir: str | os.PathLike | None = None,
+            **headers: str) -> Connection:
+    """Connect to a VideoDB-compatible server.
+
+    With no ``base_url`` (and no ``VDBNB_URL``) the embedded server for the data dir is started in the
+    background (or reused) on 127.0.0.1 and its API key is read from the data dir. With ``base_url`` any
+    compatible server is used, VideoDB's cloud included (``https://api.videodb.io``).
+    """
+    base_url = base_url or os.environ.get("VDBNB_URL")
+    api_key = api_key or os.environ.get("VDBNB_API_KEY")
+    ddir = None
+    if not base_url:
+        ddir = resolve_data_dir(data_dir)
+        info = ensure_server(ddir)
+        base_url = info["url"]
+        api_key = api_key or info["api_key"]
+    else:
+        api_key = api_key or os.environ.get("VIDEO_DB_API_KEY")
+        if not api_key and data_dir:
+            kf = resolve_data_dir(data_dir) / KEY_FILE
+            api_key = kf.read_text().strip() if kf.exists() else None
+    if not api_key:
+        raise AuthenticationError(f"No API key for {base_url}: pass api_key=, or set VDBNB_API_KEY "
+                                  "(VIDEO_DB_API_KEY for VideoDB's cloud).")
+    return Connection(api_key, base_url, data_dir=ddir, **headers)

@@ -1,0 +1,152 @@
+"""Exports and clips: fragments → MP4 (H.264 copied, audio mixed), in a background thread with progress."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+from ..events import new_id
+from .errors import APIError, conflict
+from .sessions import EXPORTED, STOPPED
+from .store import dec, now
+
+log = logging.getLogger("vdbnb.server.exports")
+_jobs: dict[str, dict] = {}
+_jobs_lock = threading.Lock()
+
+
+def _streams(ctx, session_id: str) -> tuple[list[dict], list[dict]]:
+    streams = ctx.sessions.rtstreams(session_id)
+    videos = [s for s in streams if s["channel_id"] == "screen"]
+    audios = [s for s in streams if s["channel_id"] != "screen"]
+    return videos, audios
+
+
+def mux(ctx, out: Path, video: dict | None, audios: list[dict], start=None, end=None, progress=None) -> dict:
+    from ..codec import mux_mp4
+    vf = ctx.ingest.fragment_paths(video["id"], start, end) if video else None
+    af = [ctx.ingest.fragment_paths(a["id"], start, end) for a in audios]
+    af = [a for a in af if a]
+    if not vf and not af:
+        raise APIError(404, "no media was stored in that time range", "NO_MEDIA")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part.mp4")
+    summary = mux_mp4(tmp, vf or None, af, start=start, end=end, progress=progress)
+    tmp.replace(out)
+    return summary
+
+
+def video_urls(ctx, base: str, video_id: str) -> dict:
+    path = f"/media/video/{video_id}.mp4"
+    return {"stream_url": f"{base}{path}?{ctx.sign(path)}", "player_url": f"{base}/player/video/{video_id}?"
+            f"{ctx.sign(f'/player/video/{video_id}')}"}
+
+
+def _add_video(ctx, vid: str, session: dict, rtstream_id: str | None, kind: str, path: Path, summary: dict,
+               name: str) -> None:
+    ctx.store.insert("videos", {"id": vid, "collection_id": session["collection_id"], "session_id": session["id"],
+                                "rtstream_id": rtstream_id, "name": name, "kind": kind, "path": str(path),
+                                "duration": summary.get("duration"), "start": summary.get("start"),
+                                "end": summary.get("end"), "status": "ready", "created_at": now()}, replace=True)
+
+
+def _run_export(ctx, session: dict, video_channel_id: str | None, base: str, job: dict) -> None:
+    sid = session["id"]
+    try:
+        videos, audios = _streams(ctx, sid)
+        primary = None
+        if video_channel_id:
+            primary = next((v for v in videos if v["source_channel_id"] == video_channel_id), None)
+        primary = primary or next((v for v in videos if v["is_primary"]), None) or (videos[0] if videos else None)
+        parts = [("main", primary, audios)] + [("asset", s, []) for s in videos] + [("asset", None, [a])
+                                                                                   for a in audios]
+        out_dir = ctx.exports_dir / sid
+        main_id = None
+        for i, (kind, v, al) in enumerate(parts):
+            def prog(f, i=i):
+                job["progress"] = (i + max(0.0, min(1.0, f))) / len(parts)
+            rid = (v or (al[0] if al else None) or {}).get("id")
+            try:
+                vid = new_id("m") if (kind == "main" or v) else new_id("a")
+                path = out_dir / f"{vid}.mp4"
+                summary = mux(ctx, path, v, al, progress=prog)
+            except APIError:
+                continue  # a channel with no media has no asset
+            name = f"{session['end_user_id'] or 'capture'} {sid}" if kind == "main" else f"{rid} ({sid})"
+            _add_video(ctx, vid, session, None if kind == "main" else rid, kind, path, summary, name)
+            if kind == "main":
+                main_id = vid
+            elif rid:
+                ctx.store.update("rtstreams", "id", rid, exported_video_id=vid)
+        if not main_id:
+            raise APIError(404, "nothing was recorded in this session", "NO_MEDIA")
+        urls = video_urls(ctx, base, main_id)
+        ctx.store.update("sessions", "id", sid, exported_video_id=main_id, export_status="exported")
+        ctx.sessions.transition(sid, EXPORTED, data={"exported_video_id": main_id, **urls,
+                                                     "assets": {s["source_channel_id"]: s["exported_video_id"]
+                                                                for s in ctx.sessions.rtstreams(sid)}})
+        job.update(export_status="exported", video_id=main_id, progress=1.0, **urls)
+    except Exception as e:
+        log.exception("export of %s failed", sid)
+        ctx.store.update("sessions", "id", sid, export_status="failed", error=f"export failed: {e}")
+        job.update(export_status="failed", error=str(getattr(e, "message", e)))
+
+
+def request_session_export(ctx, session: dict, video_channel_id: str | None, base: str) -> dict:
+    """Start (or report on) the export of a stopped session; meant to be called repeatedly."""
+    sid = session["id"]
+    if session["status"] not in (STOPPED, EXPORTED):
+        raise conflict(f"capture session {sid} is {session['status']!r}: stop it before exporting "
+                       "(CaptureClient.stop_session(), or POST capture/session/{id}/stop).")
+    with _jobs_lock:
+        job = _jobs.get(sid)
+        if session["export_status"] == "exported" and session["exported_video_id"] and not video_channel_id:
+            return {"session_id": sid, "video_channel_id": session["primary_video_channel_id"],
+                    "export_status": "exported", "video_id": session["exported_video_id"], "progress": 1.0,
+                    **video_urls(ctx, base, session["exported_video_id"])}
+        if job and job["export_status"] == "exporting":
+            return dict(job)
+        job = {"session_id": sid, "video_channel_id": video_channel_id or session["primary_video_channel_id"],
+               "export_status": "exporting", "progress": 0.0}
+        _jobs[sid] = job
+        ctx.store.update("sessions", "id", sid, export_status="exporting")
+    threading.Thread(target=_run_export, args=(ctx, session, video_channel_id, base, job), daemon=True,
+                     name=f"export-{sid}").start()
+    return dict(job)
+
+
+def export_rtstream(ctx, rts: dict, name: str | None, base: str) -> dict:
+    if rts["exported_video_id"]:
+        v = ctx.store.one("SELECT * FROM videos WHERE id=?", (rts["exported_video_id"],))
+        if v:
+            return {"video_id": v["id"], "name": v["name"], "duration": v["duration"],
+                    **video_urls(ctx, base, v["id"])}
+    if rts["status"] != "stopped":
+        raise conflict(f"rtstream {rts['id']} is {rts['status']!r}: stop it first (rtstream.stop()).")
+    session = ctx.sessions.row(rts["session_id"])
+    is_video = rts["channel_id"] == "screen"
+    vid = new_id("m" if is_video else "a")
+    path = ctx.exports_dir / (rts["session_id"] or "streams") / f"{vid}.mp4"
+    summary = mux(ctx, path, rts if is_video else None, [] if is_video else [rts])
+    _add_video(ctx, vid, session, rts["id"], "asset", path, summary, name or rts["name"])
+    ctx.store.update("rtstreams", "id", rts["id"], exported_video_id=vid)
+    return {"video_id": vid, "name": name or rts["name"], "duration": summary.get("duration"),
+            **video_urls(ctx, base, vid)}
+
+
+def clip_path(ctx, rts: dict, start: float, end: float) -> Path:
+    """An MP4 of [start, end] for this stream: the stream's display (or the session's primary display for
+    audio streams) with the session's audio mixed in. Cached on disk."""
+    videos, audios = _streams(ctx, rts["session_id"])
+    video = rts if rts["channel_id"] == "screen" else next((v for v in videos if v["is_primary"]),
+                                                           videos[0] if videos else None)
+    key = hashlib.sha256(f"{rts['id']}|{start:.3f}|{end:.3f}|{rts['last_seq']}".encode()).hexdigest()[:24]
+    out = ctx.data_dir / "clips" / f"{key}.mp4"
+    if not out.exists():
+        mux(ctx, out, video, audios, start=start, end=end)
+    return out
+
+
+def session_channels(ctx, sid: str) -> list[dict]:
+    return dec(ctx.sessions.row(sid)["channels"], [])

@@ -1,0 +1,436 @@
+"""Hybrid search over time-windowed segments (what was said and shown): FTS5 BM25 + MiniLM cosine, fused.
+
+    ix = SearchIndex(data_dir / "search.sqlite")
+    ix.add([Doc("d1", "c-1", "ses-1", "rts-1", "mic", "mic", "transcript", None, t0, t0 + 4,
+                "the budget meeting moves to Thursday", {})])
+    ix.search("when is the finance review rescheduled", collection_id="c-1")   # -> [Hit(...)]
+
+Storage: one SQLite file (WAL) of its own with a ``search_meta`` table holding the schema version. Each
+segment row keeps its vector (float16). The approximate-nearest-neighbour graph (vectors.py) is a cache
+persisted beside it and rebuilt from SQLite when missing or corrupt; rows added after its last save are
+replayed on open (row ids only grow: AUTOINCREMENT), rows deleted since are dropped when results are joined.
+
+Ranking: the keyword leg runs FTS5 BM25 over a sanitised query (any user text is safe: every word becomes a
+quoted FTS5 phrase, so quotes, operators and punctuation are inert). In hybrid mode it requires every content
+word (AND) so that stray word overlaps do not outvote meaning; in keyword mode it falls back to OR. The
+semantic leg ranks by cosine, exactly over the filtered rows when they are few, through the ANN graph with
+post-filtering otherwise. Hybrid fuses the two ranked lists by reciprocal rank fusion (k=60).
+
+Scores are 0..1, higher is better: semantic = cosine clipped at 0; keyword = 61/(60+rank); hybrid =
+RRF sum / the best possible RRF sum (1.0 = first in both legs, 0.5 = first in one leg only).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from vdbnb.errors import SearchError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+RRF_K = 60
+PREFILTER_MAX = 20_000  # filtered candidate sets up to this size are searched exactly
+AUTOSAVE_EVERY = 200_000  # save the ANN graph after this many unsaved additions
+MODES = ("hybrid", "keyword", "semantic")
+_COLS = ("doc_id", "collection_id", "session_id", "rtstream_id", "rtstream_name", "channel_id", "kind",
+         "index_id", "start", "end", "text", "metadata")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS search_meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS segments(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL UNIQUE,
+    collection_id TEXT NOT NULL, session_id TEXT, rtstream_id TEXT, rtstream_name TEXT,
+    channel_id TEXT, kind TEXT, index_id TEXT, start REAL, "end" REAL,
+    text TEXT NOT NULL, metadata TEXT, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS segments_coll ON segments(collection_id, start);
+CREATE INDEX IF NOT EXISTS segments_stream ON segments(rtstream_id, start);
+CREATE INDEX IF NOT EXISTS segments_session ON segments(session_id, start);
+CREATE INDEX IF NOT EXISTS segments_index ON segments(index_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5(
+    text, content='segments', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS segments_ai AFTER INSERT ON segments BEGIN
+    INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text); END;
+CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN
+    INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
+INSERT OR IGNORE INTO search_meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+"""
+
+STOPWORDS = frozenset(
+    "a an and are as at be but by can could did do does for from had has have how i if in into is it its me "
+    "my of on or our so that the their them then there these they this to was we were what when where which "
+    "who whom why will with would you your".split())
+
+
+@dataclass
+class Doc:
+    """One time-windowed segment: a transcript line, an audio/visual index result, OCR text, ..."""
+    doc_id: str
+    collection_id: str
+    session_id: str | None
+    rtstream_id: str | None
+    rtstream_name: str | None
+    channel_id: str | None  # "mic" | "screen" | "system_audio"
+    kind: str  # "transcript" | "audio_index" | "visual_index" | "ocr" | ...
+    index_id: str | None
+    start: float  # epoch seconds
+    end: float
+    text: str
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    doc_id: str
+    score: float  # 0..1, higher is better
+    start: float
+    end: float
+    text: str
+    rtstream_id: str | None
+    rtstream_name: str | None
+    session_id: str | None
+    channel_id: str | None
+    kind: str
+    index_id: str | None
+    metadata: dict
+
+
+def fts_query(text: str, op: str = "AND", max_terms: int = 32) -> str:
+    """A safe FTS5 query from arbitrary user text: each whitespace-separated chunk becomes a quoted phrase
+    of its word parts (so ``ERR_CONN_RESET`` or ``0x8004210B`` match as written); stopwords are dropped
+    when other words remain. Returns "" when nothing searchable is left."""
+    phrases = []
+    for chunk in text.split():
+        parts = re.findall(r"[^\W_]+", chunk)
+        if parts:
+            phrases.append(" ".join(parts).lower())
+    content = [p for p in phrases if p not in STOPWORDS] or phrases
+    content = list(dict.fromkeys(content))[:max_terms]
+    return f" {op} ".join(f'"{p}"' for p in content)
+
+
+def _f16(vecs: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vecs, dtype=np.float16)
+
+
+class SearchIndex:
+    """Thread-safe hybrid search index stored in its own SQLite file (WAL) plus a persisted ANN graph."""
+
+    def __init__(self, path: Path | str, embedder=None, ann_threads: int = 2):
+        from vdbnb.server.vectors import VectorIndex
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._embedder = embedder
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._write = threading.Lock()
+        self._closed = False
+        self._unsaved = 0
+        db = self._db()
+        with self._write, db:
+            db.executescript(_SCHEMA)
+        version = int(db.execute("SELECT value FROM search_meta WHERE key='schema_version'").fetchone()[0])
+        if version != SCHEMA_VERSION:
+            raise SearchError(f"{self.path} has search schema v{version}, this vdbnb reads v{SCHEMA_VERSION}: "
+                              "delete the file to rebuild the index, or upgrade vdbnb")
+        self.vectors = VectorIndex(self.path.with_name(self.path.name + ".ann"), threads=ann_threads)
+        self._sync_vectors()
+
+    # ------------------------------------------------------------------------------------ plumbing
+    def _db(self) -> sqlite3.Connection:
+        if self._closed:
+            raise SearchError("this SearchIndex is closed; open a new one")
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA cache_size=-65536")
+            self._local.db = db
+            with self._write:
+                self._conns.append(db)
+        return db
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from vdbnb.ai.embed import get_embedder
+            self._embedder = get_embedder()
+        return self._embedder
+
+    def _meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._db().execute("SELECT value FROM search_meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def _sync_vectors(self) -> None:
+        """Bring the ANN graph up to date with SQLite (after a crash, or when its file was lost)."""
+        db = self._db()
+        synced = int(self._meta("ann_max_id", "0")) if self.vectors.loaded else 0
+        rows = db.execute("SELECT count(*), max(id) FROM segments WHERE id > ?", (synced,)).fetchone()
+        if not rows[0]:
+            return
+        log.info("search: indexing %d vectors missing from %s", rows[0], self.vectors.path)
+        cur = db.execute("SELECT id, vec FROM segments WHERE id > ? ORDER BY id", (synced,))
+        while batch := cur.fetchmany(50_000):
+            ids = np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+            vecs = np.frombuffer(b"".join(r[1] for r in batch), dtype=np.float16).reshape(len(batch), -1)
+            self.vectors.add(ids, vecs)
+        self.flush()
+
+    def flush(self) -> None:
+        """Save the ANN graph (also done by close()); rows added later are replayed from SQLite on open."""
+        with self._write:
+            max_id = self._db().execute("SELECT coalesce(max(id), 0) FROM segments").fetchone()[0]
+            self.vectors.save()
+            self._unsaved = 0
+            with self._db() as db:
+                db.execute("INSERT OR REPLACE INTO search_meta VALUES ('ann_max_id', ?)", (str(max_id),))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        with self._write:
+            for db in self._conns:
+                try:
+                    db.close()
+                except sqlite3.ProgrammingError:  # created in another thread that is gone
+                    pass
+            self._conns.clear()
+
+    def __enter__(self) -> "SearchIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._db().execute("SELECT count(*) FROM segments").fetchone()[0]
+
+    # -------------------------------------------------------------------------------------- writes
+    def add(self, docs: Sequence[Doc], vectors: np.ndarray | None = None, batch_size: int = 64) -> None:
+        """Insert or replace (by doc_id) segments. Texts are embedded here unless ``vectors`` (n, 384) are given."""
+        if not docs:
+            return
+        if vectors is None:
+            vectors = self.embedder.embed([d.text for d in docs], batch_size=batch_size)
+        if len(vectors) != len(docs):
+            raise SearchError(f"add() got {len(docs)} docs but {len(vectors)} vectors: pass one vector per doc")
+        last = {d.doc_id: i for i, d in enumerate(docs)}  # a doc_id repeated in one batch: the last wins
+        if len(last) < len(docs):
+            keep = sorted(last.values())
+            docs, vectors = [docs[i] for i in keep], np.asarray(vectors)[keep]
+        vecs = _f16(vectors)
+        rows = [(d.doc_id, d.collection_id, d.session_id, d.rtstream_id, d.rtstream_name, d.channel_id,
+                 d.kind, d.index_id, float(d.start), float(d.end), d.text or "",
+                 json.dumps(d.metadata or {}, default=str), vecs[i].tobytes()) for i, d in enumerate(docs)]
+        doc_ids = [d.doc_id for d in docs]
+        with self._write, self._db() as db:
+            old = self._ids_of(db, doc_ids)
+            db.executemany("DELETE FROM segments WHERE doc_id=?", [(d,) for d in doc_ids])
+            db.executemany(f"INSERT INTO segments({','.join(_q(c) for c in _COLS)}, vec) "
+                           f"VALUES ({','.join('?' * (len(_COLS) + 1))})", rows)
+            new = dict(self._ids_of(db, doc_ids, with_doc_id=True))
+            self.vectors.remove(old)
+            self.vectors.add(np.array([new[d] for d in doc_ids], dtype=np.int64), vecs)
+            self._unsaved += len(rows)
+        if self._unsaved >= AUTOSAVE_EVERY:
+            self.flush()
+
+    def delete(self, doc_ids: Iterable[str]) -> int:
+        """Delete segments by doc_id; returns how many were deleted."""
+        doc_ids = list(doc_ids)
+        with self._write, self._db() as db:
+            ids = self._ids_of(db, doc_ids)
+            db.executemany("DELETE FROM segments WHERE doc_id=?", [(d,) for d in doc_ids])
+            self.vectors.remove(ids)
+        return len(ids)
+
+    def delete_where(self, *, collection_id: str | None = None, session_id: str | None = None,
+                     rtstream_id: str | None = None, index_id: str | None = None) -> int:
+        """Delete every segment matching all the given fields (at least one); returns how many."""
+        where, args = _where(collection_id=collection_id, session_id=session_id, rtstream_id=rtstream_id,
+                             index_id=index_id)
+        if not args:
+            raise SearchError("delete_where() needs at least one of collection_id, session_id, rtstream_id, "
+                              "index_id; to drop everything delete the index file")
+        with self._write, self._db() as db:
+            ids = np.array([r[0] for r in db.execute(f"SELECT id FROM segments WHERE {where}", args)],
+                           dtype=np.int64)
+            db.execute(f"DELETE FROM segments WHERE {where}", args)
+            self.vectors.remove(ids)
+        return len(ids)
+
+    @staticmethod
+    def _ids_of(db: sqlite3.Connection, doc_ids: list[str], with_doc_id: bool = False):
+        out: list = []
+        for i in range(0, len(doc_ids), 900):
+            part = doc_ids[i:i + 900]
+            out += db.execute(f"SELECT id, doc_id FROM segments WHERE doc_id IN ({','.join('?' * len(part))})",
+                              part).fetchall()
+        return [(d, i) for i, d in out] if with_doc_id else np.array([r[0] for r in out], dtype=np.int64)
+
+    # -------------------------------------------------------------------------------------- search
+    def search(self, query: str, collection_id: str, rtstream_id: str | None = None,
+               session_id: str | None = None, index_id: str | None = None,
+               kinds: Sequence[str] | None = None, channel_ids: Sequence[str] | None = None,
+               start: float | None = None, end: float | None = None, limit: int = 10,
+               score_threshold: float | None = None, mode: str = "hybrid",
+               merge_adjacent: bool = False) -> list[Hit]:
+        """Segments of ``collection_id`` matching ``query``, best first, filtered by every argument given
+        (time: segments overlapping [start, end]). See the module docstring for modes and scores."""
+        if mode not in MODES:
+            raise SearchError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
+        query = (query or "").strip()
+        limit = max(1, min(int(limit), 1000))
+        if not query:
+            return []
+        where, args = _where(collection_id=collection_id, rtstream_id=rtstream_id, session_id=session_id,
+                             index_id=index_id, kinds=kinds, channel_ids=channel_ids, start=start, end=end)
+        depth = max(limit * 3, 30)
+        scores: dict[int, float] = {}
+        cosine: dict[int, float] = {}
+        if mode != "semantic":
+            ranked = self._keyword(query, where, args, depth, fallback_or=(mode == "keyword"))
+            for r, i in enumerate(ranked):
+                scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + r + 1)
+        if mode != "keyword":
+            for r, (i, s) in enumerate(self._semantic(query, where, args, depth)):
+                scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + r + 1)
+                cosine[i] = s
+        if mode == "semantic":
+            final = {i: max(0.0, s) for i, s in cosine.items()}
+        else:
+            best = (1.0 if mode == "keyword" else 2.0) / (RRF_K + 1)
+            final = {i: s / best for i, s in scores.items()}
+        order = sorted(final, key=lambda i: (-final[i], -cosine.get(i, -1.0)))
+        if score_threshold is not None:
+            order = [i for i in order if final[i] >= score_threshold]
+        hits = self._hits(order[: limit * 3 if merge_adjacent else limit], final)
+        return (merge_overlapping(hits) if merge_adjacent else hits)[:limit]
+
+    def _keyword(self, query: str, where: str, args: list, depth: int, fallback_or: bool) -> list[int]:
+        db = self._db()
+        out: list[int] = []
+        for op in ("AND", "OR") if fallback_or else ("AND",):
+            q = fts_query(query, op)
+            if not q:
+                return []
+            try:
+                rows = db.execute(
+                    f"SELECT s.id FROM segments_fts f CROSS JOIN segments s ON s.id = f.rowid "
+                    f"WHERE segments_fts MATCH ? AND {where} ORDER BY f.rank LIMIT ?", [q, *args, depth])
+                out += [r[0] for r in rows if r[0] not in out]
+            except sqlite3.OperationalError as e:  # defensive: fts_query() should make this unreachable
+                log.warning("search: keyword query %r (from %r) failed: %s", q, query, e)
+            if len(out) >= depth or q.count('"') <= 2:
+                break
+        return out[:depth]
+
+    def _semantic(self, query: str, where: str, args: list, depth: int) -> list[tuple[int, float]]:
+        qv = self.embedder.embed([query])[0].astype(np.float32)
+        db = self._db()
+        cand = [r[0] for r in db.execute(f"SELECT id FROM segments WHERE {where} LIMIT ?",
+                                         [*args, PREFILTER_MAX + 1])]
+        if len(cand) <= PREFILTER_MAX:  # few rows pass the filters: exact cosine over them
+            if not cand:
+                return []
+            ids = np.array(cand, dtype=np.int64)
+            sims = self.vectors.get(ids) @ qv
+            top = np.argsort(-sims)[:depth]
+            return [(int(ids[t]), float(sims[t])) for t in top]
+        # many rows pass: ANN, then keep those that pass the filters; widen until enough survive
+        k = depth * 4
+        while True:
+            ids, sims = self.vectors.search(qv, k)
+            keep = self._filter_ids(ids, where, args)
+            res = [(int(i), float(s)) for i, s in zip(ids, sims) if int(i) in keep]
+            if len(res) >= depth or len(ids) < k or k >= 4096:
+                return res[:depth]
+            k *= 4
+
+    def _fetch(self, ids: Sequence[int], cols: str, where: str = "1", args: Sequence = ()) -> list[tuple]:
+        db = self._db()
+        out: list[tuple] = []
+        ids = [int(i) for i in ids]
+        for i in range(0, len(ids), 900):
+            part = ids[i:i + 900]
+            out += db.execute(f"SELECT {cols} FROM segments WHERE id IN ({','.join('?' * len(part))}) "
+                              f"AND {where}", [*part, *args]).fetchall()
+        return out
+
+    def _filter_ids(self, ids: np.ndarray, where: str, args: list) -> set[int]:
+        return {r[0] for r in self._fetch(ids, "id", where, args)}
+
+    def _hits(self, ids: list[int], scores: dict[int, float]) -> list[Hit]:
+        rows = {r[0]: r[1:] for r in self._fetch(ids, "id, " + ", ".join(_q(c) for c in _COLS))}
+        hits = []
+        for i in ids:
+            if i not in rows:  # deleted meanwhile
+                continue
+            (doc_id, _coll, session_id, rtstream_id, rtstream_name, channel_id, kind, index_id, s, e, text,
+             meta) = rows[i]
+            hits.append(Hit(doc_id, round(scores[i], 6), s, e, text, rtstream_id, rtstream_name, session_id,
+                            channel_id, kind, index_id, json.loads(meta or "{}")))
+        return hits
+
+
+def merge_overlapping(hits: list[Hit], gap: float = 0.0) -> list[Hit]:
+    """Merge hits of the same stream and kind whose time windows overlap (or are ``gap`` s apart) into the
+    best-scoring one of them: its window grows to cover them all and their texts are joined in time order."""
+    merged: list[Hit] = []
+    groups: list[list[Hit]] = []
+    for h in hits:  # best first
+        for g, m in zip(groups, merged):
+            if (m.rtstream_id, m.kind) == (h.rtstream_id, h.kind) and h.start <= m.end + gap and \
+                    h.end >= m.start - gap:
+                g.append(h)
+                m.start, m.end = min(m.start, h.start), max(m.end, h.end)
+                break
+        else:
+            groups.append([h])
+            merged.append(Hit(**{**h.__dict__, "metadata": dict(h.metadata)}))
+    for g, m in zip(groups, merged):
+        if len(g) > 1:
+            m.text = " ".join(x.text for x in sorted(g, key=lambda x: x.start))
+            m.metadata["merged_doc_ids"] = [x.doc_id for x in g]
+    return merged
+
+
+def _q(col: str) -> str:
+    return f'"{col}"'
+
+
+def _where(collection_id=None, session_id=None, rtstream_id=None, index_id=None, kinds=None,
+           channel_ids=None, start=None, end=None) -> tuple[str, list]:
+    """SQL condition over ``segments`` (aliased or not: columns are unqualified-safe) and its arguments."""
+    conds, args = [], []
+    for col, val in (("collection_id", collection_id), ("session_id", session_id),
+                     ("rtstream_id", rtstream_id), ("index_id", index_id)):
+        if val is not None:
+            conds.append(f"{col} = ?")
+            args.append(val)
+    for col, vals in (("kind", kinds), ("channel_id", channel_ids)):
+        if vals is not None:
+            vals = [vals] if isinstance(vals, str) else list(vals)
+            conds.append(f"{col} IN ({','.join('?' * len(vals))})" if vals else "0")
+            args += vals
+    if start is not None:
+        conds.append('"end" >= ?')
+        args.append(float(start))
+    if end is not None:
+        conds.append("start <= ?")
+        args.append(float(end))
+    return " AND ".join(conds) or "1", args

@@ -24,6 +24,10 @@ EXPANSION_SEARCH = 64
 
 
 def _usearch():
+    try:  # onnxruntime (1.32) segfaults when imported after usearch's extension: load it first
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
     try:
         from usearch.index import Index
     except ImportError as e:

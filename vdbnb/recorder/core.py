@@ -334,7 +334,6 @@ class Recorder:
             ok, bad = await self._resolve(list(req_d))
             if not ok:
                 raise CommandError("UNKNOWN_CHANNEL", "; ".join(b["message"] for b in bad))
-            vopt = {**DEFAULT_VIDEO, **(p.get("video") or {})}
             aopt = {**DEFAULT_AUDIO, **(p.get("audio") or {})}
             privacy = Privacy(p.get("privacy"))
             primary = p.get("primary_video_channel_id")
@@ -362,9 +361,13 @@ class Recorder:
                 pass
             sess = Session(sid, up, chan_dicts)
             submit = lambda f: up.submit_threadsafe(self.loop, f)  # noqa: E731
+            per_chan = (p.get("video") or {}).get("channels") or {}
             for info in ok:
                 seq0 = up.next_seq(info.channel_id)
                 if info.type == "video":
+                    vopt = {**DEFAULT_VIDEO, **{k: v for k, v in (p.get("video") or {}).items() if k != "channels"},
+                            **(per_chan.get(info.channel_id) or {})}
+                    info.extra["fps"] = float(vopt["fps"])
                     enc = codec.VideoEncoder(info.extra["width"], info.extra["height"], fps=vopt["fps"],
                                              crf=int(vopt["crf"]), gop_s=float(vopt["gop_s"]),
                                              scale=vopt["scale"], max_width=vopt["max_width"],
@@ -384,7 +387,7 @@ class Recorder:
                 src = self._source(info)
                 pl = sess.pipelines[info.channel_id]
                 if isinstance(src, ScreenSource):
-                    src.enc_fps = float(vopt["fps"])
+                    src.enc_fps = float(info.extra.get("fps", DEFAULT_VIDEO["fps"]))
                     src.privacy = privacy
                     src.paused = False
                     src.encoder_cb = pl.feed_video

@@ -295,6 +295,28 @@ class AudioSource:
         self.proc = None
 
     def _run(self):
+        restarts = 0
+        while True:
+            got, reason = self._run_once()
+            if self._stopping or reason is None:
+                return
+            # a capture process that dies before delivering 1 s (seen rarely with PortAudio at start-up):
+            # retry once with the same backend, then with parec if installed
+            if got < AUDIO_RATE and restarts < 2:
+                restarts += 1
+                self.stats["restarts"] = restarts
+                if restarts == 2 and shutil.which("parec"):
+                    self.backend = "parec"
+                print(f"[audio {self.channel_id}] capture process failed early ({reason}); restarting with "
+                      f"{self.backend}", file=sys.stderr, flush=True)
+                cmd, env = self._cmd()
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, env=env, bufsize=0)
+                continue
+            self.on_lost(self.channel_id, reason)
+            return
+
+    def _run_once(self) -> tuple[int, str | None]:
         p = self.proc
         nbytes = BLOCK * 4 * self.channels
         win = int(AUDIO_RATE / self.level_hz)
@@ -352,6 +374,10 @@ class AudioSource:
             except (OSError, ValueError):
                 pass
             rc = p.wait()
-            msg = err.decode(errors="replace").strip().splitlines()
-            why = msg[-1] if msg else f"capture process exited with code {rc}"
-            self.on_lost(self.channel_id, f"audio source {self.source!r} stopped: {why}")
+            text = err.decode(errors="replace").strip()
+            if text:
+                print(f"[audio {self.channel_id}] exited {rc}:\n{text[-4000:]}", file=sys.stderr, flush=True)
+            msg = [m for m in text.splitlines() if m.strip() and not m.startswith(("ALSA lib", "Expression"))]
+            why = msg[-1].strip() if msg else f"capture process exited with code {rc}"
+            return count, f"audio source {self.source!r} stopped: {why}"
+        return count, None

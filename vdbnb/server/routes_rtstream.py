@@ -169,11 +169,11 @@ def create_index(rid: str, body: IndexRequest, request: Request, _: Principal = 
                                      {"segmenter": "word", "segmentation_value": 10})
     iid = new_id("idx")
     mc = dict(body.model_config_ or {})
-    from ..ai.llm import get_llm  # the engine that will answer is named in every event
+    from .pipelines.indexer import engine_name, llm_engine  # the engine that answers is named in every event
     try:
-        mc.setdefault("engine", get_llm().name)
-    except Exception:
-        mc.setdefault("engine", "unavailable")
+        mc.setdefault("engine", engine_name(llm_engine()))
+    except Exception as e:
+        raise APIError(400, f"no LLM engine is available for prompt-driven indexes: {e}", "AI_UNAVAILABLE") from None
     ctx_of(request).store.insert("scene_indexes", {
         "id": iid, "rtstream_id": rid, "collection_id": r["collection_id"], "extraction_type": et,
         "extraction_config": cfg, "prompt": body.prompt or ("Describe what is on the screen" if not is_audio else

@@ -125,12 +125,14 @@ def _f16(vecs: np.ndarray) -> np.ndarray:
 class SearchIndex:
     """Thread-safe hybrid search index stored in its own SQLite file (WAL) plus a persisted ANN graph."""
 
-    def __init__(self, path: Path | str, embedder=None, ann_threads: int = 2):
+    def __init__(self, path: Path | str, embedder=None, ann_threads: int = 2,
+                 prefilter_max: int = PREFILTER_MAX):
         from vdbnb.server.vectors import VectorIndex
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._embedder = embedder
+        self.prefilter_max = prefilter_max
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._write = threading.Lock()
@@ -343,8 +345,8 @@ class SearchIndex:
         qv = self.embedder.embed([query])[0].astype(np.float32)
         db = self._db()
         cand = [r[0] for r in db.execute(f"SELECT id FROM segments WHERE {where} LIMIT ?",
-                                         [*args, PREFILTER_MAX + 1])]
-        if len(cand) <= PREFILTER_MAX:  # few rows pass the filters: exact cosine over them
+                                         [*args, self.prefilter_max + 1])]
+        if len(cand) <= self.prefilter_max:  # few rows pass the filters: exact cosine over them
             if not cand:
                 return []
             ids = np.array(cand, dtype=np.int64)

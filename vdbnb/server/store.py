@@ -58,6 +58,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE alerts (id TEXT PRIMARY KEY, index_id TEXT NOT NULL, rtstream_id TEXT, event_id TEXT,
                          callback_url TEXT, ws_connection_id TEXT, status TEXT, created_at REAL);
     """,
+    # 2: pipeline cursors (where each AI pipeline is in each stream; survives restarts)
+    """
+    CREATE TABLE pipeline_cursors (rtstream_id TEXT NOT NULL, pipeline TEXT NOT NULL, seq INTEGER NOT NULL,
+                                   updated_at REAL, PRIMARY KEY (rtstream_id, pipeline));
+    """,
 ]
 
 

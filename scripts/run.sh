@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs vdbnb and opens JupyterLab on the quickstart notebook, with the embedded server (no account,
+# no network: everything stays on this machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec python3 -m jupyter lab notebooks/01-quickstart.ipynb "$@"

@@ -1,0 +1,85 @@
+"""AI pipelines on RTStreams, off the request path: transcripts, audio/visual indexes, alerts, search docs.
+
+Each pipeline keeps a cursor per stream (the last fragment seq it processed, persisted), so the same code
+serves live capture, catch-up after a late start, and re-indexing of stored media.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from ...events import PIPELINE, Event
+from ..store import now
+from .alerts import AlertEngine
+from .audio import AudioWorker
+from .indexer import Indexer
+from .visual import VisualWorker
+
+log = logging.getLogger("vdbnb.server.pipelines")
+BEHIND_S = float(__import__("os").environ.get("VDBNB_PIPELINE_BEHIND_S", "15"))
+
+
+class Pipelines:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.indexer = Indexer(self)
+        self.alerts = AlertEngine(self)
+        self.workers = [AudioWorker(self), VisualWorker(self)]
+        ctx.ingest.listeners.append(lambda stream, frag: self.poke())
+        ctx.bus.listeners.append(self._on_event)
+
+    # ---- lifecycle
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+    def poke(self) -> None:
+        for w in self.workers:
+            w.wake.set()
+
+    # ---- shared helpers
+    def cursor(self, rtstream_id: str, pipeline: str) -> int:
+        r = self.ctx.store.one("SELECT seq FROM pipeline_cursors WHERE rtstream_id=? AND pipeline=?",
+                               (rtstream_id, pipeline))
+        return r["seq"] if r else -1
+
+    def set_cursor(self, rtstream_id: str, pipeline: str, seq: int) -> None:
+        self.ctx.store.execute("INSERT OR REPLACE INTO pipeline_cursors VALUES (?,?,?,?)",
+                               (rtstream_id, pipeline, seq, now()))
+
+    def emit(self, ev: Event, target_ws: str | None = None, webhook_url: str | None = None,
+             webhook_body: dict | None = None) -> Event:
+        """Alerts first (a secret is flagged, and redacted, before the result is stored), then store+push."""
+        try:
+            self.alerts.scan_and_redact(ev, target_ws)
+        except Exception:
+            log.exception("alert scan failed for %s", ev.id)
+        return self.ctx.bus.emit(ev, target_ws=target_ws, webhook_url=webhook_url, webhook_body=webhook_body)
+
+    def _on_event(self, ev: Event) -> None:
+        """Every stored result becomes searchable, and is checked by the alert engine."""
+        try:
+            self.indexer.on_event(ev)
+        except Exception:
+            log.exception("search indexing failed for %s", ev.id)
+
+    def behind(self, worker: str, rts: dict, lag: float, pending: int) -> None:
+        """Say so (an event and /health) when a pipeline falls behind, instead of dropping silently."""
+        key = (worker, rts["id"])
+        last = getattr(self, "_behind_said", {})
+        self._behind_said = last
+        if lag > BEHIND_S and time.time() - last.get(key, 0) > 30:
+            last[key] = time.time()
+            self.emit(Event(channel=PIPELINE, event="pipeline.behind", session_id=rts["session_id"],
+                            collection_id=rts["collection_id"], rtstream_id=rts["id"], rtstream_name=rts["name"],
+                            channel_id=rts["channel_id"], engine=worker,
+                            text=f"{worker} is {lag:.0f}s behind live ({pending} fragments queued); results will "
+                                 "arrive late but none are dropped",
+                            data={"lag_s": round(lag, 2), "queue_depth": pending}, captured_at=now()))
+
+    def health(self) -> dict:
+        return {w.name: w.health() for w in self.workers}

@@ -1,0 +1,105 @@
+"""Search documents from results, and prompt-driven audio indexes (batches of final transcripts → LLM)."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+from ...events import AUDIO_INDEX, TRANSCRIPT, VISUAL_INDEX, Event
+from ..store import dec, now
+
+log = logging.getLogger("vdbnb.server.pipelines.indexer")
+SEARCHABLE = {TRANSCRIPT: "transcript", AUDIO_INDEX: "audio_index", VISUAL_INDEX: "visual_index"}
+
+
+def llm_engine():
+    from ...ai.llm import get_llm
+    return get_llm()
+
+
+def engine_name(llm) -> str:
+    return getattr(llm, "name", None) or getattr(llm, "engine", None) or type(llm).__name__
+
+
+class Indexer:
+    def __init__(self, pipes):
+        self.p = pipes
+        self.ctx = pipes.ctx
+        self.batches: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    # ---- search documents
+    def on_event(self, ev: Event) -> None:
+        kind = SEARCHABLE.get(ev.channel)
+        if not kind or not (ev.text or "").strip() or ev.start is None:
+            return
+        if ev.channel == TRANSCRIPT and not ev.is_final:
+            return
+        from ..search import Doc
+        docs = [Doc(doc_id=ev.id, collection_id=ev.collection_id, session_id=ev.session_id,
+                    rtstream_id=ev.rtstream_id, rtstream_name=ev.rtstream_name, channel_id=ev.channel_id, kind=kind,
+                    index_id=ev.index_id, start=ev.start, end=ev.end or ev.start, text=ev.text,
+                    metadata={"engine": ev.engine, **({"index_name": ev.data.get("index_name")}
+                                                      if ev.data.get("index_name") else {})})]
+        ocr = (ev.data or {}).get("ocr_text")
+        if ocr and ocr.strip() and ocr.strip() != ev.text.strip():
+            docs.append(Doc(doc_id=ev.id + ":ocr", collection_id=ev.collection_id, session_id=ev.session_id,
+                            rtstream_id=ev.rtstream_id, rtstream_name=ev.rtstream_name, channel_id=ev.channel_id,
+                            kind="ocr", index_id=ev.index_id, start=ev.start, end=ev.end or ev.start, text=ocr,
+                            metadata={"window_title": ev.data.get("window_title")}))
+        self.ctx.search_index().add(docs)
+
+    def forget(self, event_ids: list[str]) -> None:
+        if event_ids:
+            self.ctx.search_index().delete(event_ids)
+
+    # ---- audio indexes
+    def on_final_transcript(self, rts: dict, ev: Event) -> None:
+        idxs = self.ctx.store.all("SELECT * FROM scene_indexes WHERE rtstream_id=? AND extraction_type='transcript' "
+                                  "AND status!='stopped'", (rts["id"],))
+        for idx in idxs:
+            with self._lock:
+                b = self.batches.setdefault(idx["id"], {"texts": [], "start": None, "end": None})
+                b["texts"].append(ev.text)
+                b["start"] = ev.start if b["start"] is None else b["start"]
+                b["end"] = ev.end
+                full = self._full(idx, b)
+            if full:
+                self.flush_index(idx, rts)
+
+    @staticmethod
+    def _full(idx: dict, b: dict) -> bool:
+        cfg = dec(idx["extraction_config"], {}) or {}
+        seg = cfg.get("segmenter", "word")
+        try:
+            val = float(cfg.get("segmentation_value", 10))
+        except (TypeError, ValueError):
+            val = 10.0
+        text = " ".join(b["texts"])
+        if seg == "time":
+            return (b["end"] - b["start"]) >= val
+        if seg == "sentence":
+            return max(len(re.findall(r"[.!?](\s|$)", text)), len(b["texts"])) >= val
+        return len(text.split()) >= val
+
+    def flush_stream(self, rts: dict) -> None:
+        for idx in self.ctx.store.all("SELECT * FROM scene_indexes WHERE rtstream_id=? AND "
+                                      "extraction_type='transcript'", (rts["id"],)):
+            self.flush_index(idx, rts)
+
+    def flush_index(self, idx: dict, rts: dict) -> None:
+        with self._lock:
+            b = self.batches.pop(idx["id"], None)
+        if not b or not b["texts"]:
+            return
+        llm = llm_engine()
+        res = llm.complete(idx["prompt"] or "Summarise what was said", b["texts"])
+        text = (getattr(res, "text", None) or str(res)).strip()
+        if not text:
+            return
+        ev = Event(channel=AUDIO_INDEX, session_id=rts["session_id"], collection_id=rts["collection_id"],
+                   rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id=rts["channel_id"],
+                   index_id=idx["id"], text=text, start=b["start"], end=b["end"],
+                   engine=getattr(res, "engine", None) or engine_name(llm), captured_at=b["end"], processed_at=now(),
+                   data={"prompt": idx["prompt"], "index_name": idx["name"], "source_text": " ".join(b["texts"])})
+        self.p.emit(ev, target_ws=idx["ws_connection_id"])

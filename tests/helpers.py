@@ -95,3 +95,54 @@ def video_fragments(channel_id: str, seconds: float = 2.0, fps: float = 2.0, t0:
         out += fr.add(enc.encode(img, t0 + i / fps))
     out += fr.add(enc.flush())
     return out + fr.flush()
+
+
+def espeak_wav(text: str, path, rate: int | None = None, speed: int = 160) -> str:
+    """Speak ``text`` into a wav file with espeak-ng (optionally resampled with sox)."""
+    import subprocess
+    path = str(path)
+    raw = path + ".raw.wav"
+    subprocess.run(["espeak-ng", "-s", str(speed), "-w", raw, text], check=True)
+    if rate:
+        subprocess.run(["sox", raw, "-r", str(rate), "-c", "1", path], check=True)
+    else:
+        import os
+        os.replace(raw, path)
+    return path
+
+
+def read_wav(path) -> tuple[np.ndarray, int]:
+    import wave
+    with wave.open(str(path)) as w:
+        n, sr, ch = w.getnframes(), w.getframerate(), w.getnchannels()
+        data = np.frombuffer(w.readframes(n), np.int16).astype(np.float32) / 32768.0
+    if ch > 1:
+        data = data.reshape(-1, ch).mean(axis=1)
+    return data, sr
+
+
+def pcm_fragments(channel_id: str, pcm48: np.ndarray, t0: float, start_seq: int = 0):
+    """Real Opus fragments of the given 48 kHz PCM, stamped as if captured from ``t0``."""
+    from vdbnb.codec import AudioEncoder, Fragmenter
+    enc = AudioEncoder()
+    fr = Fragmenter(channel_id, "audio", "opus", enc.codec_info, start_seq=start_seq)
+    out = []
+    step = 4800  # feed 0.1 s at a time, as a capture callback does
+    for i in range(0, len(pcm48), step):
+        out += fr.add(enc.push(pcm48[i:i + step], t0 + i / 48000))
+    out += fr.add(enc.flush())
+    return out + fr.flush()
+
+
+def wer(ref: str, hyp: str) -> float:
+    import re
+    r = re.findall(r"[a-z0-9']+", ref.lower())
+    h = re.findall(r"[a-z0-9']+", hyp.lower())
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = d[j]
+            d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev = cur
+    return d[len(h)] / max(1, len(r))

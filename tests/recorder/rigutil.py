@@ -91,53 +91,54 @@ class Xterm:
 
 
 class ToneStream:
-    """A pacat stream held open into a sink, writing silence; ``beep()`` writes a tone now (low latency)."""
+    """A low-latency output stream into a sink (sounddevice via the ALSA pulse plugin, PULSE_SINK=device)
+    playing silence; ``beep()`` plays a tone from the next callback and records when it was emitted.
+
+    (A pacat fed through a pipe is not usable for timing: the pipe holds a constant backlog of up to
+    ~340 ms, measured.)"""
 
     def __init__(self, device: str, rate: int = 48000):
-        self.rate = rate
-        self.p = subprocess.Popen(["pacat", f"--device={device}", "--format=float32le", f"--rate={rate}",
-                                   "--channels=1", "--latency-msec=15", "--playback"], stdin=subprocess.PIPE)
-        self._q: list[np.ndarray] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.beep_times: list[float] = []
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
+        import os
 
-    def _run(self):
-        blk = self.rate // 100
-        t0 = time.time()
-        n = 0
-        while not self._stop.is_set():
+        import sounddevice as sd
+
+        self.rate = rate
+        old = os.environ.get("PULSE_SINK")
+        os.environ["PULSE_SINK"] = device
+        self._pending: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self.beep_times: list[float] = []
+
+        def cb(out, frames, t, status):  # noqa: ARG001
+            out[:] = 0
             with self._lock:
-                chunk = self._q.pop(0) if self._q else None
-            if chunk is None:
-                chunk = np.zeros(blk, np.float32)
-            else:
-                self.beep_times.append(time.time())
-            try:
-                self.p.stdin.write(chunk.tobytes())
-                self.p.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                return
-            n += len(chunk)
-            delay = t0 + n / self.rate - time.time() - 0.02  # keep ~20 ms queued
-            if delay > 0:
-                time.sleep(delay)
+                if self._pending is not None:
+                    n = min(frames, len(self._pending))
+                    out[:n, 0] = self._pending[:n]
+                    if len(self.beep_times) < self._nbeeps:
+                        self.beep_times.append(time.time() + self.stream.latency)
+                    self._pending = self._pending[n:] if n < len(self._pending) else None
+                    if self._pending is None:
+                        pass
+
+        self._nbeeps = 0
+        self.stream = sd.OutputStream(device="pulse", samplerate=rate, channels=1, dtype="float32",
+                                      blocksize=240, latency="low", callback=cb)
+        self.stream.start()
+        if old is None:
+            os.environ.pop("PULSE_SINK", None)
+        else:
+            os.environ["PULSE_SINK"] = old
 
     def beep(self, dur: float = 0.3, freq: float = 1000.0, amp: float = 0.5):
         t = np.arange(int(self.rate * dur)) / self.rate
         with self._lock:
-            self._q.append((amp * np.sin(2 * np.pi * freq * t)).astype(np.float32))
+            self._nbeeps += 1
+            self._pending = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
     def close(self):
-        self._stop.set()
-        self._t.join(2)
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        self.p.terminate()
+        self.stream.stop()
+        self.stream.close()
 
 
 def envelope(x: np.ndarray, rate: int, win_s: float = 0.02) -> np.ndarray:
@@ -154,9 +155,9 @@ def xcorr_max(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     b = (b - b.mean()) / (b.std() + 1e-9)
     if len(a) < len(b):
         a = np.pad(a, (0, len(b) - len(a)))
-    c = np.correlate(a, b, mode="valid") / len(b)
+    c = np.correlate(a, b, mode="valid")
     i = int(np.argmax(c))
-    return float(c[i]), i
+    return float(np.corrcoef(a[i:i + len(b)], b)[0, 1]), i
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

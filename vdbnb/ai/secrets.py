@@ -46,9 +46,9 @@ _SECRET_WORD = r"(?:api[_\- ]?key|apikey|secret(?:[_\- ]?key)?|access[_\- ]?key|
 _PASSWORD_WORD = r"(?:password|passwd|pwd|pass ?phrase|passcode|pin code|pw)"
 _ASSIGN = r"\s*(?:[:=]|=>|\bis\b|\bwas\b|\bequals\b)\s*[\"'`]?"
 
-_GENERIC_RE = re.compile(rf"(?i)\b{_SECRET_WORD}\b{_ASSIGN}([A-Za-z0-9_\-+/=.]{{12,}})")
+_GENERIC_RE = re.compile(rf"(?i)(?<![a-z]){_SECRET_WORD}(?![a-z]){_ASSIGN}([A-Za-z0-9_\-+/=.]{{12,}})")
 _BEARER_RE = re.compile(r"(?i)\bAuthorization:\s*Bearer\s+([A-Za-z0-9_\-+/=.]{16,})")
-_PASSWORD_RE = re.compile(rf"(?i)\b{_PASSWORD_WORD}\b{_ASSIGN}(\S{{4,}})")
+_PASSWORD_RE = re.compile(rf"(?i)(?<![a-z]){_PASSWORD_WORD}(?![a-z]){_ASSIGN}(\S{{4,}})")
 _URL_CRED_RE = re.compile(r"\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:([^\s@/]{3,})@[^\s/]+")
 
 _EMAIL_RE = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}\b")

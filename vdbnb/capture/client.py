@@ -292,8 +292,6 @@ class CaptureClient:
                 if getattr(ch, "id", None) == primary_video_channel_id:
                     ch.is_primary = True
                     break
-        if self._session_id and getattr(self, "_recording", False):
-            raise CaptureError(f"already recording session {self._session_id}; call stop_session() first")
         chans = [c.to_dict() if hasattr(c, "to_dict") else ({"channel_id": c} if isinstance(c, str) else c)
                  for c in channels]
         params = {"sessionId": capture_session_id, "uploadToken": self.client_token, "channels": chans, **options}

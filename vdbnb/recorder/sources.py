@@ -97,7 +97,7 @@ class ScreenSource:
         self.tracker = tracker
         self.emit = emit
         self.on_lost = on_lost
-        self.thumb_fps = 2.0
+        self.thumb_fps = 2.5  # preview; while recording: max(2, video fps)
         self.thumb_width = 320
         self.preview = False
         self.encoder_cb: Callable[[np.ndarray, float, dict], None] | None = None
@@ -108,6 +108,7 @@ class ScreenSource:
         self._thread: threading.Thread | None = None
         self.stats = {"grabs": 0, "thumbs": 0, "encoded": 0, "grab_ms": 0.0}
         self._changed = threading.Event()
+        self._warned = False
 
     @property
     def running(self) -> bool:
@@ -148,8 +149,8 @@ class ScreenSource:
         last_geo_check = time.time()
         while not self._stop.is_set():
             recording = self.encoder_cb is not None
-            if recording:
-                enc_every = max(1, math.ceil(self.thumb_fps / self.enc_fps - 1e-9))
+            if recording:  # thumbnails at >= 2 fps ride on the encoder's schedule
+                enc_every = max(1, math.ceil(min(self.thumb_fps, 2.0) / self.enc_fps - 1e-9))
                 tick = 1.0 / (self.enc_fps * enc_every)
             else:
                 tick = 1.0 / self.thumb_fps
@@ -175,13 +176,24 @@ class ScreenSource:
             self.stats["grabs"] += 1
             self.stats["grab_ms"] += (g1 - g0) * 1000
             img = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+            privacy = self.privacy
+            if privacy.patterns:
+                # fail closed: no frame leaves before the window list is known
+                self.tracker.hz = max(self.tracker.hz, 10.0)
+                if not self.tracker.ready.wait(2.0) or not getattr(self.tracker, "ok", False):
+                    img = np.zeros_like(img)
+                    if not self._warned:
+                        self._warned = True
+                        self.emit("error", {"code": "PRIVACY_UNAVAILABLE", "channel_id": self.channel_id,
+                                            "message": "window exclusion needs the X11 window list "
+                                                       f"({self.tracker.error}); frames are blacked out"})
             active, wins = self.tracker.snapshot()
             paused = self.paused
             if paused:
                 img = np.zeros_like(img)
-            elif self.privacy:
+            elif privacy:
                 img = img.copy()
-                apply_masks(img, mon, self.privacy.boxes(wins), self.channel_id)
+                apply_masks(img, mon, privacy.boxes(wins), self.channel_id)
             if self.preview or recording:
                 try:
                     jpg, w, h = make_thumbnail(img, self.thumb_width)

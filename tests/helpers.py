@@ -146,3 +146,30 @@ def wer(ref: str, hyp: str) -> float:
             d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
             prev = cur
     return d[len(h)] / max(1, len(r))
+
+
+def text_image(lines: list[str], size=(1280, 720), dark: bool = False, font_size: int = 28) -> np.ndarray:
+    """An RGB screen-like image with the given lines of text (DejaVu Sans)."""
+    from PIL import Image, ImageDraw, ImageFont
+    bg, fg = ((30, 30, 30), (235, 235, 235)) if dark else ((250, 250, 250), (20, 20, 20))
+    img = Image.new("RGB", size, bg)
+    d = ImageDraw.Draw(img)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", font_size)
+    for i, line in enumerate(lines):
+        d.text((60, 60 + i * int(font_size * 1.8)), line, fill=fg, font=font)
+    return np.asarray(img)
+
+
+def screen_fragments(channel_id: str, frames: list[tuple[np.ndarray, dict]], t0: float, fps: float = 2.0,
+                     start_seq: int = 0):
+    """Real H.264 fragments of RGB frames (each held for 1/fps s); ``meta`` (window title…) per frame."""
+    from vdbnb.codec import Fragmenter, VideoEncoder
+    h, w = frames[0][0].shape[:2]
+    enc = VideoEncoder(w, h, fps=fps)
+    fr = Fragmenter(channel_id, "video", "h264", enc.codec_info, start_seq=start_seq)
+    out = []
+    for i, (rgb, meta) in enumerate(frames):
+        bgra = np.concatenate([rgb[..., ::-1], np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        out += fr.add(enc.encode(np.ascontiguousarray(bgra), t0 + i / fps), meta=meta)
+    out += fr.add(enc.flush())
+    return out + fr.flush()

@@ -3,7 +3,6 @@ over HTTP in 0.5 s fragments at capture pace, transcribed by the pipelines, read
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import httpx
@@ -43,6 +42,9 @@ def test_live_transcript_via_official_sdk(server, tmp_path):
     loop = asyncio.new_event_loop()
     loop.run_until_complete(ws.connect())
     mic.start_transcript(ws_connection_id=ws.connection_id)
+    aidx = mic.index_audio(prompt="Which dates, deadlines and places are mentioned?",
+                           batch_config={"type": "sentence", "value": 1}, name="logistics")
+    assert aidx.extraction_type == "transcript"
     events = []
 
     async def collect(until):
@@ -82,7 +84,14 @@ def test_live_transcript_via_official_sdk(server, tmp_path):
     assert all(t0 < r["start"] < r["end"] < t0 + 60 for r in recs)
     loop.run_until_complete(ws.close())
     loop.close()
-    json.dumps(recs)
+    # the audio index: one result per sentence, naming its engine
+    scenes = aidx.get_scenes()["scenes"]
+    assert len(scenes) >= 2 and all(sc["text"] and sc["engine"] for sc in scenes)
+    # search by a paraphrase finds the right time window first; the official SDK's shots carry seconds
+    shots = mic.search("when was the finance meeting rescheduled").get_shots()
+    assert shots and abs(shots[0].start - recs[0]["start"]) < 1.0, [(s.text, s.start) for s in shots]
+    shots = mic.search("legal paperwork deadline").get_shots()
+    assert shots and abs(shots[0].start - recs[1]["start"]) < 1.0, [(s.text, s.start) for s in shots]
 
 
 @pytest.mark.slow

@@ -307,8 +307,10 @@ def rtstream_search(rid: str, body: SearchRequest, request: Request, _: Principa
 def generate_stream(rid: str, request: Request, start: float = Query(..., gt=0), end: float = Query(..., gt=0),
                     _: Principal = Depends(admin)):
     r = rts_row(request, rid)
-    if end <= start:
-        raise bad_request("end must be after start (both epoch seconds)")
+    if end < start:
+        raise bad_request("end must not be before start (both epoch seconds)")
+    if end - start < 1:
+        end = start + 1  # the SDK truncates to whole seconds: a sub-second hit plays its second
     if end - start > 6 * 3600:
         raise bad_request("a clip can span at most 6 hours; export the session for longer media")
     ctx = ctx_of(request)

@@ -55,12 +55,10 @@ class AlertEngine:
                        f"{'spoken' if ev.channel == TRANSCRIPT else 'on screen'}: {_mask(f.match)}",
                        {"builtin": True, "detector": f.label, "source_event_id": ev.id, "field": field},
                        target_ws)
-        for field, f in findings:
-            if f.label in REDACT:
-                if field == "text":
-                    ev.text = ev.text.replace(f.match, f"[redacted {f.label}]")
-                else:
-                    ev.data[field] = ev.data[field].replace(f.match, f"[redacted {f.label}]")
+        secrets = [f.match for _, f in findings if f.label in REDACT]
+        if secrets:
+            ev.text = _redact(ev.text, secrets)
+            ev.data = _redact(ev.data, secrets)
         if findings:
             ev.data["redacted"] = sorted({f.label for _, f in findings if f.label in REDACT})
         self._user_alerts(ev, [f for _, f in findings])
@@ -107,6 +105,19 @@ class AlertEngine:
                    end=src.end, engine="vdbnb-detectors" if data.get("builtin") else src.engine,
                    captured_at=src.captured_at, processed_at=now(), data=data)
         self.p.ctx.bus.emit(ev, target_ws=target_ws, webhook_url=webhook_url, webhook_body=webhook_body)
+
+
+def _redact(value, secrets: list[str]):
+    """Replace every secret in a string, or in every string inside dicts/lists."""
+    if isinstance(value, str):
+        for sec in secrets:
+            value = value.replace(sec, "[redacted]")
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, secrets) for v in value]
+    return value
 
 
 def _iso(t: float | None) -> str | None:

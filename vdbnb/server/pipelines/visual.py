@@ -108,7 +108,7 @@ class VisualWorker(Worker):
             self.last_emit[rts["id"]] = t
             return
         llm = llm_engine()
-        images = [st.last_frame] if getattr(llm, "accepts_images", False) else None
+        images = [st.last_frame] if engine_name(llm).startswith("openai-compatible") else None
         res = llm.complete(idx["prompt"] or "Describe what is on the screen", context, images=images)
         summary = (getattr(res, "text", None) or str(res)).strip()
         head = f"{st.title}" + (f" ({st.app})" if st.app else "") if st.title else "Screen"

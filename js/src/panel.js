@@ -259,22 +259,61 @@ function render({ model, el }) {
     root.dataset.thumbFrames = String(counters.thumbFrames);
   }
 
-  function onLevels(msg) {
-    const lv = msg.levels || {};
-    for (const id in lv) {
-      const v = chanViews.get(id);
-      if (!v || !v.meter) continue;
-      const { rms, peak } = lv[id];
-      v.bar.style.width = pct(rms).toFixed(1) + "%";
-      v.peak.style.left = pct(peak).toFixed(1) + "%";
-      const db = toDb(rms);
-      v.db.textContent = db <= DB_FLOOR ? "silence" : `${db.toFixed(0)} dB`;
-      v.card.dataset.rms = String(rms);
-      v.updates = (v.updates || 0) + 1;
-      v.card.dataset.updates = String(v.updates);
-      counters.levelUpdates += 1;
-    }
+  // Level samples are replayed on the browser's clock with a small jitter buffer, so a burst of blocks
+  // (busy CPU, bursty audio path) still moves the meter smoothly at the source's rate.
+  const JITTER = 0.12; // s
+  const meterQ = new Map(); // channel_id -> [[ts, rms, peak], ...]
+  let offset = null; // browser_seconds - source_ts, smallest seen (least-delayed sample)
+  let offsetAt = 0;
+  let raf = null;
+
+  function drawMeter(id, rms, peak) {
+    const v = chanViews.get(id);
+    if (!v || !v.meter) return;
+    v.bar.style.width = pct(rms).toFixed(1) + "%";
+    v.peak.style.left = pct(peak).toFixed(1) + "%";
+    const db = toDb(rms);
+    v.db.textContent = db <= DB_FLOOR ? "silence" : `${db.toFixed(0)} dB`;
+    v.card.dataset.rms = String(rms);
+    v.updates = (v.updates || 0) + 1;
+    v.card.dataset.updates = String(v.updates);
+    counters.levelUpdates += 1;
     root.dataset.levelUpdates = String(counters.levelUpdates);
+  }
+
+  function tick() {
+    raf = null;
+    const now = performance.now() / 1000;
+    let pending = false;
+    for (const [id, q] of meterQ) {
+      let last = null;
+      while (q.length && q[0][0] + offset + JITTER <= now) last = q.shift();
+      if (q.length > 90) { last = q[q.length - 1]; q.length = 0; } // far behind: jump to the newest
+      if (last) drawMeter(id, last[1], last[2]);
+      if (q.length) pending = true;
+    }
+    if (pending) raf = requestAnimationFrame(tick);
+  }
+
+  function onLevels(msg) {
+    const now = performance.now() / 1000;
+    const samples = msg.samples || {};
+    const latest = msg.levels || {};
+    for (const id in latest) {
+      const list = samples[id] || [[latest[id].ts, latest[id].rms, latest[id].peak]];
+      for (const s of list) {
+        const off = now - s[0];
+        if (offset === null || off < offset || now - offsetAt > 10) { offset = off; offsetAt = now; }
+      }
+      const q = meterQ.get(id) || [];
+      q.push(...list);
+      meterQ.set(id, q);
+    }
+    if (document.hidden) { // no animation frames in a hidden tab: show the newest at once
+      for (const [id, q] of meterQ) if (q.length) { const l = q[q.length - 1]; q.length = 0; drawMeter(id, l[1], l[2]); }
+      return;
+    }
+    if (raf === null) raf = requestAnimationFrame(tick);
   }
 
   function onCustom(msg, buffers) {
@@ -301,6 +340,7 @@ function render({ model, el }) {
   return () => {
     for (const [ev, fn] of handlers) model.off(ev, fn);
     for (const v of chanViews.values()) if (v.url) URL.revokeObjectURL(v.url);
+    if (raf !== null) cancelAnimationFrame(raf);
   };
 }
 

@@ -204,13 +204,26 @@ class LocalPreviewSource:
         rate = 48000
         block = int(rate / self.level_hz)
 
+        state = {"t0": None, "frames": 0, "carry": np.zeros(0, dtype=np.float32)}
+
         def callback(indata, frames, time_info, status):  # PortAudio thread
-            if cid in self._paused:
-                return
+            # Levels are computed per 1/level_hz of *audio* and stamped with audio time, so a late or
+            # clumped callback (busy CPU) still yields every level sample, in order.
             x = indata[:, 0] if indata.ndim == 2 else indata
-            rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
-            peak = float(np.max(np.abs(x))) if len(x) else 0.0
-            self._emit("audio-level", {"channel_id": cid, "ts": time.time(), "rms": rms, "peak": peak})
+            if state["t0"] is None:
+                state["t0"] = time.time() - frames / rate
+            buf = np.concatenate([state["carry"], x]) if len(state["carry"]) else x
+            n = len(buf) // block
+            for i in range(n):
+                chunk = buf[i * block:(i + 1) * block]
+                state["frames"] += block
+                if cid in self._paused:
+                    continue
+                rms = float(np.sqrt(np.mean(np.square(chunk, dtype=np.float64))))
+                peak = float(np.max(np.abs(chunk)))
+                self._emit("audio-level", {"channel_id": cid, "ts": state["t0"] + state["frames"] / rate,
+                                           "rms": rms, "peak": peak})
+            state["carry"] = buf[n * block:].copy()
 
         # PortAudio's pulse plugin reads PULSE_SOURCE when a stream opens: set it only for this open.
         with _ENV_LOCK:
@@ -221,7 +234,7 @@ class LocalPreviewSource:
                 else:
                     os.environ.pop("PULSE_SOURCE", None)
                 stream = sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32",
-                                        callback=callback)
+                                        latency="high", callback=callback)
                 stream.start()
             finally:
                 if old is None:

@@ -126,7 +126,7 @@ class CapturePanel(anywidget.AnyWidget):
         self._lock = threading.RLock()
         self._thumbs: dict[str, tuple[dict, bytes, int]] = {}
         self._thumb_sent: dict[str, tuple[int, float]] = {}
-        self._levels: dict[str, dict] = {}
+        self._levels: dict[str, list] = {}
         self._last_seen: dict[str, float] = {}
         self._watch_since = time.monotonic()
         self._last_speech: float | None = None
@@ -141,7 +141,7 @@ class CapturePanel(anywidget.AnyWidget):
         self._unsubs: list[Callable[[], None]] = []
         self._session: Any = None
         self._closed = threading.Event()
-        self.stats = {"thumb_msgs": 0, "thumb_bytes": 0, "level_msgs": 0, "dropped_thumbs": 0}
+        self.stats = {"thumb_msgs": 0, "thumb_bytes": 0, "level_msgs": 0, "level_samples": 0, "dropped_thumbs": 0}
 
         self.channels = [dict(c) for c in source.list_channels()]
         ids = [c["channel_id"] for c in self.channels]
@@ -240,6 +240,8 @@ class CapturePanel(anywidget.AnyWidget):
         self._last_seen[channel_id] = time.monotonic()
 
     def close(self) -> None:
+        if not hasattr(self, "_closed"):  # __init__ failed before the panel was wired
+            return super().close()
         self._closed.set()
         for u in self._unsubs:
             try:
@@ -272,11 +274,12 @@ class CapturePanel(anywidget.AnyWidget):
                 self._last_seen[cid] = now
         elif kind == "audio-level" and cid:
             rms, peak = float(payload.get("rms") or 0.0), float(payload.get("peak") or 0.0)
+            ts = payload.get("ts") or time.time()
             with self._lock:
-                cur = self._levels.get(cid)
-                if cur is not None and not cur.get("sent"):
-                    peak = max(peak, cur["peak"])  # keep the loudest peak between two sends
-                self._levels[cid] = {"rms": rms, "peak": peak, "ts": payload.get("ts"), "sent": False}
+                q = self._levels.setdefault(cid, [])
+                q.append((round(float(ts), 4), round(rms, 5), round(peak, 5)))
+                if len(q) > 64:  # nobody is draining (no pump yet): keep the newest
+                    del q[:-64]
                 self._last_seen[cid] = now
                 if rms > 0.02 and E.category_of(cid) == E.MIC:
                     self._last_speech = now
@@ -402,15 +405,21 @@ class CapturePanel(anywidget.AnyWidget):
                 time.sleep(0.1)
 
     def _send_levels(self) -> None:
+        """One message per tick with every level sample since the last one.
+
+        ``levels`` has the newest value per channel; ``samples`` all of them (``[ts, rms, peak]``), so the front
+        end can replay a burst at its own pace when the audio path delivers blocks in clumps (busy CPU).
+        """
         with self._lock:
-            fresh = {c: v for c, v in self._levels.items() if not v["sent"]}
-            for v in fresh.values():
-                v["sent"] = True
+            fresh = {c: q for c, q in self._levels.items() if q}
+            self._levels = {c: [] for c in self._levels}
         if fresh:
             self.send({"type": "levels",
-                       "levels": {c: {"rms": v["rms"], "peak": v["peak"], "ts": v["ts"]} for c, v in fresh.items()}})
+                       "levels": {c: {"ts": q[-1][0], "rms": q[-1][1], "peak": max(x[2] for x in q)}
+                                  for c, q in fresh.items()},
+                       "samples": {c: [list(x) for x in q] for c, q in fresh.items()}})
             self.stats["level_msgs"] += 1
-        # the loop's tick keeps this at ≤ 2× level_hz; a source faster than that has its samples merged
+            self.stats["level_samples"] += sum(len(q) for q in fresh.values())
 
     def _send_thumbs(self, now: float) -> None:
         todo = []

@@ -1,0 +1,78 @@
+import threading
+
+import pandas as pd
+
+from vdbnb.events import COLUMNS, Event
+from vdbnb.frames import FRAME_COLUMNS, LiveFrame, events_frame, transcript_frame
+
+T0 = 1_790_000_000.0
+
+
+def make_events():
+    return [
+        Event(channel="capture_session", event="capture_session.active", session_id="cap-1", emitted_at=T0 + 0.2),
+        Event(channel="transcript", session_id="cap-1", channel_id="mic", text="hello", is_final=False,
+              start=T0 + 1.0, end=T0 + 1.5, captured_at=T0 + 1.5, emitted_at=T0 + 1.8),
+        Event(channel="transcript", session_id="cap-1", channel_id="mic", text="hello world", is_final=True,
+              start=T0 + 1.0, end=T0 + 2.0, captured_at=T0 + 2.0, emitted_at=T0 + 2.4, engine="whisper-tiny.en"),
+        Event(channel="visual_index", session_id="cap-1", channel_id="screen", text="a terminal",
+              start=T0 + 3.0, end=T0 + 5.0, captured_at=T0 + 5.0, emitted_at=T0 + 6.0),
+        Event(channel="alert", session_id="cap-1", channel_id="screen", label="terminal_open", confidence=0.9,
+              start=T0 + 4.0, captured_at=T0 + 4.0, emitted_at=T0 + 6.5),
+    ]
+
+
+def test_events_frame_schema_and_derived_columns():
+    df = events_frame(make_events(), session_start=T0)
+    assert list(df.columns) == FRAME_COLUMNS == COLUMNS + ["ts", "t", "latency"]
+    assert len(df) == 5
+    assert str(df["ts"].dt.tz) == "UTC"
+    assert df.loc[2, "ts"] == pd.Timestamp(T0 + 1.0, unit="s", tz="UTC")
+    assert df["t"].round(3).tolist() == [0.2, 1.0, 1.0, 3.0, 4.0]
+    assert round(df.loc[2, "latency"], 3) == 0.4
+    assert pd.isna(df.loc[0, "latency"])  # session events carry no capture time
+    assert df.attrs["session_start"] == T0
+    assert df["is_final"].dtype == "boolean"
+
+
+def test_events_frame_without_session_start_and_empty():
+    df = events_frame(make_events()[1:])
+    assert df["t"].min() == 0.0
+    empty = events_frame([])
+    assert list(empty.columns) == FRAME_COLUMNS and len(empty) == 0
+
+
+def test_events_frame_accepts_row_dicts():
+    rows = [e.row() for e in make_events()]
+    assert events_frame(rows, T0).drop(columns=["id"]).equals(events_frame(make_events(), T0).drop(columns=["id"]))
+
+
+def test_transcript_frame_final_only():
+    tf = transcript_frame(events_frame(make_events(), T0))
+    assert tf["text"].tolist() == ["hello world"]
+    assert tf.loc[0, "t"] == 1.0
+
+
+def test_liveframe_concurrent_appends_and_snapshots():
+    lf = LiveFrame(session_start=T0)
+    n_threads, per = 4, 500
+
+    def writer(k):
+        for i in range(per):
+            lf.append(Event(channel="transcript", text=f"{k}-{i}", is_final=True, start=T0 + i,
+                            captured_at=T0 + i, emitted_at=T0 + i + 0.3))
+
+    snaps = []
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(n_threads)]
+    for th in threads:
+        th.start()
+    while any(th.is_alive() for th in threads):
+        snaps.append(len(lf.snapshot()))
+    for th in threads:
+        th.join()
+    df = lf.snapshot()
+    assert len(df) == len(lf) == n_threads * per
+    assert df["text"].is_unique
+    assert snaps == sorted(snaps)  # snapshots only grow
+    df.loc[0, "text"] = "changed"  # a snapshot is a copy
+    assert lf.snapshot().loc[0, "text"] != "changed"

@@ -252,7 +252,11 @@ function render({ model, el }) {
     v.img.onload = () => { if (old) URL.revokeObjectURL(old); };
     v.img.src = url;
     v.placeholder.style.display = "none";
-    v.meta.textContent = `${msg.width}×${msg.height}`;
+    const now = performance.now();
+    v.times = (v.times || []).filter((x) => now - x < 2000);
+    v.times.push(now);
+    const fps = v.times.length > 1 ? (v.times.length - 1) / ((now - v.times[0]) / 1000) : 0;
+    v.meta.textContent = `${msg.width}×${msg.height} · ${fps.toFixed(1)} fps`;
     v.frames = (v.frames || 0) + 1;
     v.card.dataset.frames = String(v.frames);
     counters.thumbFrames += 1;
@@ -267,13 +271,25 @@ function render({ model, el }) {
   let offsetAt = 0;
   let raf = null;
 
+  // Meter ballistics: the bar rises at once and falls at DECAY dB/s; the peak mark holds for HOLD s.
+  const DECAY = 36, HOLD = 0.8;
   function drawMeter(id, rms, peak) {
     const v = chanViews.get(id);
     if (!v || !v.meter) return;
-    v.bar.style.width = pct(rms).toFixed(1) + "%";
-    v.peak.style.left = pct(peak).toFixed(1) + "%";
+    const now = performance.now() / 1000;
+    const dt = v.drawnAt ? now - v.drawnAt : 0;
+    v.drawnAt = now;
     const db = toDb(rms);
-    v.db.textContent = db <= DB_FLOOR ? "silence" : `${db.toFixed(0)} dB`;
+    v.shownDb = Math.max(db, (v.shownDb ?? DB_FLOOR) - DECAY * dt);
+    const pdb = toDb(peak);
+    if (pdb >= (v.peakDb ?? DB_FLOOR)) { v.peakDb = pdb; v.peakAt = now; }
+    else if (now - (v.peakAt || 0) > HOLD) v.peakDb = Math.max(pdb, v.peakDb - DECAY * dt);
+    v.peakDb = Math.max(v.peakDb, v.shownDb);
+    const w = (v.shownDb - DB_FLOOR) / -DB_FLOOR * 100;
+    v.bar.style.width = (100 - w).toFixed(1) + "%"; // the bar covers the part of the scale above the level
+    v.peak.style.left = `calc(${((v.peakDb - DB_FLOOR) / -DB_FLOOR * 100).toFixed(1)}% - 2px)`;
+    v.peak.style.opacity = v.peakDb > DB_FLOOR + 1 ? "1" : "0";
+    v.db.textContent = v.shownDb <= DB_FLOOR + 0.5 ? "silence" : `${v.shownDb.toFixed(0)} dBFS`;
     v.card.dataset.rms = String(rms);
     v.updates = (v.updates || 0) + 1;
     v.card.dataset.updates = String(v.updates);

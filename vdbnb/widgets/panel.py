@@ -155,6 +155,7 @@ class CapturePanel(anywidget.AnyWidget):
             try:
                 source.start_preview(ids)
                 self.state = "previewing"
+                self.status = "preview — nothing is recorded until Start"
             except Exception as e:  # noqa: BLE001
                 self._error("PREVIEW", f"preview failed: {e}")
         self._pump = threading.Thread(target=self._pump_loop, name="vdbnb-panel-pump", daemon=True)

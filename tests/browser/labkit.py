@@ -1,0 +1,194 @@
+"""JupyterLab 4 + Debian's Chromium (driven by Playwright) for widget tests and benchmarks, offline.
+
+Never `playwright install`: the browser is /usr/bin/chromium (apt). Used by tests/browser and bench/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("VDBNB_ARTIFACTS", ROOT / "tests" / "browser" / "artifacts"))
+CHROMIUM = os.environ.get("VDBNB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--disable-dev-shm-usage", "--disable-background-timer-throttling",
+                 "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    nb = {
+        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
+                  for src in cells],
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(nb, indent=1))
+    return path
+
+
+class Lab:
+    """`jupyter lab` as a subprocess on a free port, with a throwaway root dir and settings."""
+
+    def __init__(self, root_dir: Path, env: dict | None = None):
+        self.root = Path(root_dir)
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.log = self.root / "jupyter-lab.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, nb: str) -> str:
+        return f"{self.base}/lab/tree/{nb}?token={self.token}&reset"
+
+    def start(self, timeout: float = 90) -> "Lab":
+        self.root.mkdir(parents=True, exist_ok=True)
+        settings = self.root / ".lab-settings"
+        notif = settings / "@jupyterlab" / "apputils-extension"
+        notif.mkdir(parents=True, exist_ok=True)
+        (notif / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True}))
+        ws = self.root / ".lab-workspaces"
+        ws.mkdir(exist_ok=True)
+        env = {**self.env, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(ws),
+               "PYTHONPATH": os.pathsep.join([str(ROOT), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               "JUPYTER_RUNTIME_DIR": str(self.root / ".jupyter-runtime")}
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={self.port}",
+             "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+             "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
+             "--LabServerApp.workspaces_dir=" + str(ws)],
+            stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=self.root, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: {self.log.read_text()[-3000:]}")
+            try:
+                r = httpx.get(f"{self.base}/api/status", params={"token": self.token}, timeout=1)
+                if r.status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("jupyter lab did not come up in time")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)  # the lab and the kernels it started
+                self.proc.wait(15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@contextmanager
+def browser(width: int = 1400, height: int = 1100):
+    from playwright.sync_api import sync_playwright
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} missing: apt-get install -y chromium (never `playwright install`)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            ctx = b.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+            yield ctx.new_page()
+        finally:
+            b.close()
+
+
+def open_notebook(page, lab: Lab, nb: str, timeout: float = 60) -> None:
+    page.goto(lab.url(nb), wait_until="domcontentloaded")
+    page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')",
+                           timeout=timeout * 1000)
+    # wait until the kernel is idle
+    page.wait_for_function("""() => {
+        const w = window.jupyterapp.shell.currentWidget;
+        const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+        return k && k.status === 'idle';
+    }""", timeout=timeout * 1000)
+
+
+def run_all(page) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+RUN_CELL_JS = """async ([code, timeoutMs]) => {
+    // Append a code cell, run it, and time from request to the output on the page.
+    const app = window.jupyterapp;
+    const panel = app.shell.currentWidget;
+    const nb = panel.content;
+    await app.commands.execute('notebook:insert-cell-below');
+    const cell = nb.activeCell;
+    cell.model.sharedModel.setSource(code);
+    const t0 = performance.now();
+    await app.commands.execute('notebook:run-cell');
+    const deadline = t0 + timeoutMs;
+    while (performance.now() < deadline) {
+        const out = cell.node.querySelector('.jp-OutputArea-output');
+        if (out && out.textContent.length) return {ms: performance.now() - t0, text: out.textContent};
+        await new Promise(r => setTimeout(r, 2));
+    }
+    return {ms: null, text: null};
+}"""
+
+
+def run_cell(page, code: str, timeout_ms: int = 30000) -> dict:
+    """Run one new cell in the open notebook; returns {ms: request → output shown, text}."""
+    return page.evaluate(RUN_CELL_JS, [code, timeout_ms])
+
+
+def have_browser_stack() -> str | None:
+    """None if JupyterLab, Playwright and Chromium are all here; else what is missing."""
+    try:
+        import jupyterlab  # noqa: F401
+        import playwright  # noqa: F401
+    except ImportError as e:
+        return f"missing Python package: {e.name}"
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} missing (apt-get install -y chromium)"
+    if not (ROOT / "vdbnb" / "widgets" / "static" / "panel.js").exists():
+        return "widget bundle not built: bash scripts/build_js.sh"
+    return None
+
+
+def xterm(title: str, geometry: str = "100x30+200+150", env: dict | None = None) -> subprocess.Popen:
+    if not shutil.which("xterm"):
+        raise RuntimeError("xterm missing (the rig installs it)")
+    return subprocess.Popen(["xterm", "-T", title, "-geometry", geometry, "-bg", "#f5f5dc", "-fg", "black",
+                             "-e", "bash", "-c", "for i in $(seq 1 400); do echo line $i of a test window; done;"
+                             " sleep 600"], env={**os.environ, **(env or {})})
+
+
+def window_id(title: str, timeout: float = 10) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = subprocess.run(["xdotool", "search", "--name", title], capture_output=True, text=True)
+        if r.stdout.strip():
+            return r.stdout.split()[0]
+        time.sleep(0.1)
+    raise RuntimeError(f"window {title!r} did not appear")

@@ -1,0 +1,136 @@
+"""CapturePanel in a real JupyterLab 4 + Chromium, on the rig's real screens and microphone.
+
+RIG_DISPLAY=:96 pytest tests/browser          (screenshot: tests/browser/artifacts/panel.png)
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.browser.labkit import ARTIFACTS, Lab, browser, have_browser_stack, open_notebook, run_all, \
+    window_id, write_notebook, xterm
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.rig]
+
+SIG_JS = """(cid) => {
+    const card = document.querySelector(`.vdbnb-card[data-channel-id="${cid}"]`);
+    const img = card && card.querySelector('img');
+    if (!img || !img.complete || !img.naturalWidth) return null;
+    const c = document.createElement('canvas'); c.width = 48; c.height = 27;
+    const g = c.getContext('2d'); g.drawImage(img, 0, 0, 48, 27);
+    const d = g.getImageData(0, 0, 48, 27).data; const out = [];
+    for (let i = 0; i < d.length; i += 4) out.push((d[i] + d[i + 1] + d[i + 2]) / 3);
+    return {frames: +card.dataset.frames, sig: out};
+}"""
+RMS_JS = """() => { const c = document.querySelector('.vdbnb-card[data-channel-id="mic:default"]');
+                   return c ? +(c.dataset.rms || 0) : null; }"""
+
+
+def diff(a, b) -> float:
+    return sum(abs(x - y) for x, y in zip(a["sig"], b["sig"])) / len(a["sig"])
+
+
+def sigs(page, cids=("display:1", "display:2")):
+    return {c: page.evaluate(SIG_JS, c) for c in cids}
+
+
+def fresh_sigs(page, after: dict, n: int = 3, timeout: float = 10):
+    """Signatures once every display has shown ≥ n new frames since `after`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = sigs(page)
+        if all(s[c] and s[c]["frames"] >= after[c]["frames"] + n for c in s):
+            return s
+        time.sleep(0.1)
+    raise AssertionError(f"thumbnails stopped: {[(c, (s[c] or {}).get('frames')) for c in s]}")
+
+
+def sample_rms(page, seconds: float, every: float = 0.05) -> list[float]:
+    out, end = [], time.time() + seconds
+    while time.time() < end:
+        out.append(page.evaluate(RMS_JS))
+        time.sleep(every)
+    return out
+
+
+@pytest.fixture
+def speech_wav(tmp_path):
+    p = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(p),
+                    "Hello from the capture panel. This is a test of the microphone level meter."], check=True)
+    return p
+
+
+def test_capture_panel_live_in_jupyterlab(rig, tmp_path, speech_wav):
+    missing = have_browser_stack()
+    if missing:
+        pytest.skip(missing)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "lab"
+    root.mkdir()
+    write_notebook(root / "panel.ipynb", ["from vdbnb.widgets import CapturePanel\npanel = CapturePanel()\npanel"])
+    lab = Lab(root, env=rig).start()
+    term = None
+    try:
+        with browser() as page:
+            t_open = time.time()
+            open_notebook(page, lab, "panel.ipynb")
+            run_all(page)
+            page.wait_for_selector(".vdbnb-panel", timeout=60_000)
+            page.wait_for_function("""() => ['display:1', 'display:2'].every(c => {
+                const e = document.querySelector(`.vdbnb-card[data-channel-id="${c}"]`);
+                return e && +(e.dataset.frames || 0) >= 2; })""", timeout=30_000)
+            print(f"panel live {time.time() - t_open:.1f} s after opening the notebook")
+            cards = page.eval_on_selector_all(".vdbnb-card", "els => els.map(e => e.dataset.channelId)")
+            assert cards[:2] == ["display:1", "display:2"] and "mic:default" in cards, cards
+
+            # a static desktop gives identical thumbnails
+            s0 = sigs(page)
+            s1 = fresh_sigs(page, s0)
+            assert diff(s0["display:1"], s1["display:1"]) < 1 and diff(s0["display:2"], s1["display:2"]) < 1
+
+            # a window appears on display 1 ...
+            term = xterm("vdbnb-panel-test", "100x30+200+150")
+            wid = window_id("vdbnb-panel-test")
+            time.sleep(0.8)
+            s2 = fresh_sigs(page, s1)
+            assert diff(s1["display:1"], s2["display:1"]) > 5, "display:1 thumbnail did not show the new window"
+            assert diff(s1["display:2"], s2["display:2"]) < 1
+            # ... and moves to display 2
+            subprocess.run(["xdotool", "windowmove", wid, "2100", "150"], check=True)
+            time.sleep(0.8)
+            s3 = fresh_sigs(page, s2)
+            assert diff(s2["display:2"], s3["display:2"]) > 5, "display:2 thumbnail did not show the moved window"
+            assert diff(s2["display:1"], s3["display:1"]) > 5, "display:1 thumbnail still shows the window"
+            assert diff(s1["display:1"], s3["display:1"]) < 2  # display 1 is back to the empty desktop
+
+            # mic meter: silent, rises with speech, falls back in silence
+            quiet = sample_rms(page, 1.0)
+            play = subprocess.Popen(["paplay", "--device=mic_feed", str(speech_wav)])
+            loud = []
+            shot_taken = False
+            while play.poll() is None:
+                loud.append(page.evaluate(RMS_JS))
+                if not shot_taken and len(loud) > 20 and loud[-1] and loud[-1] > 0.05:
+                    page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel.png"))
+                    shot_taken = True
+                time.sleep(0.05)
+            time.sleep(0.6)
+            after = sample_rms(page, 1.0)
+            print(f"mic rms: quiet max {max(quiet):.4f}, speech max {max(loud):.4f}, after max {max(after):.4f}")
+            assert max(quiet) < 0.01
+            assert max(loud) > 0.03
+            assert max(after) < 0.01
+            if not shot_taken:
+                page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel.png"))
+            assert (ARTIFACTS / "panel.png").stat().st_size > 10_000
+            # the system-audio meter did not move (speech went to the mic only)
+            sys_rms = page.evaluate("""() => +(document.querySelector(
+                '.vdbnb-card[data-channel-id="system_audio:default"]').dataset.rms || 0)""")
+            assert sys_rms < 0.01
+    finally:
+        if term is not None:
+            term.terminate()
+        lab.stop()

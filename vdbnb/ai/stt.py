@@ -21,6 +21,7 @@ from . import missing, model_cache_dir
 
 SAMPLE_RATE = 16000
 WINDOW = 512
+SHORT_PAD_S = 6.0  # silence after the audio the encoder sees in the fast path (measured: >= 5 s avoids loops)
 
 # Silence hallucinations Whisper produces on non-speech (compared after normalising case/punctuation).
 _SILENCE_PHRASES = {
@@ -85,8 +86,9 @@ def _drop_repeats(text: str) -> str:
     parts = re.split(r"(?<=[.!?])\s+", text)
     out: list[str] = []
     for p in parts:
-        if out and _norm(p) == _norm(out[-1]):
-            continue
+        n = _norm(p)
+        if out and n and any(_norm(o) == n or (len(n.split()) >= 2 and _norm(o).startswith(n)) for o in out):
+            break  # the rest repeats what was already said
         out.append(p)
     return " ".join(out)
 
@@ -199,15 +201,17 @@ class Transcriber:
                            float(s.no_speech_prob)))
         return out
 
-    def transcribe_fast(self, pcm: np.ndarray, prompt: str | None = None) -> str:
-        """A quick greedy pass for interim results: the encoder sees only the audio (+2 s), not 30 s."""
+    def _short_pass(self, audio: np.ndarray, beam_size: int, pad_s: float,
+                    no_repeat: int = 0) -> tuple[str, float, float, bool]:
+        """Decode with the encoder limited to the audio plus ``pad_s`` of silence (not the full 30 s window).
+
+        Returns (text, avg_logprob, no_speech_prob, looped). With >= 5 s of padding the decoder sees the end of
+        speech and stops; with less, Whisper tends to repeat itself, which ``looped`` reports.
+        """
         import ctranslate2
 
-        audio = np.asarray(pcm, dtype=np.float32).reshape(-1)
-        if audio.size < SAMPLE_RATE // 5:
-            return ""
         fe = self.model.feature_extractor
-        n_frames = min(3000, int(np.ceil(audio.size / SAMPLE_RATE + 2.0)) * 100)
+        n_frames = min(3000, int(np.ceil(audio.size / SAMPLE_RATE + pad_s)) * 100)
         feats = fe(np.pad(audio[: 30 * SAMPLE_RATE], (0, max(0, 30 * SAMPLE_RATE - audio.size))))[:, :n_frames]
         x = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32))
         with self._fast_lock:
@@ -218,18 +222,40 @@ class Transcriber:
                                       task="transcribe", language="en")
                 self._fast_prompt = list(self._tok.sot_sequence) + [self._tok.no_timestamps]
         max_len = int(6 * audio.size / SAMPLE_RATE) + 12  # ~3 tokens/s of speech, with room to spare
-        r = self.model.model.generate(x, [self._fast_prompt], beam_size=1, return_scores=True,
+        r = self.model.model.generate(x, [self._fast_prompt], beam_size=beam_size, return_scores=True,
                                       return_no_speech_prob=True, max_length=max_len, suppress_blank=True,
-                                      suppress_tokens=[-1], no_repeat_ngram_size=4)[0]
+                                      suppress_tokens=[-1], no_repeat_ngram_size=no_repeat)[0]
         ids = [t for t in r.sequences_ids[0] if t < self._tok.eot]
-        text = _drop_repeats(self._tok.decode(ids).strip())
-        avg = r.scores[0] if r.scores else 0.0  # length-normalised log prob
-        # audio cut mid-word scores lower than a whole utterance: only drop clear non-speech and loops
+        raw = self._tok.decode(ids).strip()
+        text = _drop_repeats(raw)
+        looped = text != raw or len(ids) >= max_len - 1
+        avg = float(r.scores[0]) if r.scores else 0.0  # length-normalised log prob
+        return text, avg, float(r.no_speech_prob), looped
+
+    def transcribe_fast(self, pcm: np.ndarray, prompt: str | None = None) -> str:
+        """A quick greedy pass for interim results (short encoder window)."""
+        audio = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if audio.size < SAMPLE_RATE // 5:
+            return ""
+        text, avg, nsp, _ = self._short_pass(audio, 1, SHORT_PAD_S, no_repeat=4)
+        # audio cut mid-word scores lower than a whole utterance: only drop clear non-speech
         if not text or _NONSPEECH_RE.match(text) or avg < -1.6:
             return ""
-        if _norm(text) in _SILENCE_PHRASES and r.no_speech_prob > 0.3:
+        if _norm(text) in _SILENCE_PHRASES and nsp > 0.3:
             return ""
         return text
+
+    def transcribe_utterance(self, pcm: np.ndarray, beam_size: int | None = None) -> str:
+        """Text of one VAD-cut utterance, fast: short encoder window with beam search; falls back to the full
+        30 s window when the short pass looks wrong (a loop, a very low score, nothing)."""
+        audio = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if audio.size < SAMPLE_RATE // 10:
+            return ""
+        if audio.size <= (30 - SHORT_PAD_S) * SAMPLE_RATE:
+            text, avg, nsp, looped = self._short_pass(audio, beam_size or self.beam_size, SHORT_PAD_S)
+            if text and not looped and avg > -0.8:
+                return "" if is_hallucination(text, avg, nsp) else text
+        return " ".join(s.text for s in self.transcribe(audio, beam_size=beam_size)).strip()
 
 
 _TRANSCRIBERS: dict[str, Transcriber] = {}
@@ -398,7 +424,7 @@ class StreamingTranscriber:
         audio = self._audio(upto)
         t = self.transcriber
         if final:
-            fut = self._pool.submit(lambda: " ".join(s.text for s in t.transcribe(audio)).strip())
+            fut = self._pool.submit(t.transcribe_utterance, audio)
         else:
             fut = self._pool.submit(t.transcribe_fast, audio)
         end = self._t_start + min(upto, self._last_speech + 1) * WINDOW / SAMPLE_RATE

@@ -121,11 +121,11 @@ def read_wav(path) -> tuple[np.ndarray, int]:
     return data, sr
 
 
-def pcm_fragments(channel_id: str, pcm48: np.ndarray, t0: float, start_seq: int = 0):
+def pcm_fragments(channel_id: str, pcm48: np.ndarray, t0: float, start_seq: int = 0, max_s: float = 0.5):
     """Real Opus fragments of the given 48 kHz PCM, stamped as if captured from ``t0``."""
     from vdbnb.codec import AudioEncoder, Fragmenter
     enc = AudioEncoder()
-    fr = Fragmenter(channel_id, "audio", "opus", enc.codec_info, start_seq=start_seq)
+    fr = Fragmenter(channel_id, "audio", "opus", enc.codec_info, start_seq=start_seq, max_s=max_s)
     out = []
     step = 4800  # feed 0.1 s at a time, as a capture callback does
     for i in range(0, len(pcm48), step):

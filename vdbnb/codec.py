@@ -49,8 +49,8 @@ class Packet:
 class VideoEncoder:
     """H.264 screen encoder. ``encode(bgra, pts)`` → list of :class:`Packet` (zero-latency: 0 or 1 packet)."""
 
-    def __init__(self, width: int, height: int, fps: float = 2.0, crf: int = 30, gop_s: float = 2.0,
-                 scale: float | None = None, max_width: int | None = None, preset: str = "ultrafast",
+    def __init__(self, width: int, height: int, fps: float = 2.0, crf: int = 32, gop_s: float = 2.0,
+                 scale: float | None = None, max_width: int | None = None, preset: str = "veryfast",
                  threads: int = 1):
         self.src_w, self.src_h = width, height
         w, h = width, height
@@ -70,7 +70,7 @@ class VideoEncoder:
         # screen content: no B-frames, no lookahead; keyframes are forced by us (pict_type I) so that a GOP
         # never exceeds gop_s whatever the real capture rate; scenecut off keeps GOPs = fragments.
         ctx.options = {"preset": preset, "tune": "zerolatency", "crf": str(crf),
-                       "x264-params": "scenecut=0:keyint=1000:min-keyint=1000:bframes=0:repeat-headers=1"}
+                       "x264-params": "scenecut=0:keyint=1000:min-keyint=1000:bframes=0:repeat-headers=1:ipratio=1.1"}
         ctx.open()
         self.ctx = ctx
         self.t_origin: float | None = None
@@ -115,11 +115,13 @@ class VideoEncoder:
 class AudioEncoder:
     """Opus encoder fed with float32 PCM at 48 kHz; ``push(pcm, t_first_sample)`` → packets (20 ms each).
 
+    Defaults (measured on speech, see bench/bench_recorder.py): 12 kb/s VBR "voip", 60 ms packets — per-packet
+    header bytes dominate at 20 ms (50 packet entries per second of JSON).
     Timestamps follow the sample count from the first pushed sample; the caller re-anchors (``reset_clock``)
     after a capture discontinuity.
     """
 
-    def __init__(self, channels: int = 1, bitrate: int = 16000, frame_ms: int = 20, application: str = "voip"):
+    def __init__(self, channels: int = 1, bitrate: int = 12000, frame_ms: int = 60, application: str = "voip"):
         self.channels = channels
         self.frame_ms = frame_ms
         ctx = av.CodecContext.create("libopus", "w")
@@ -156,6 +158,8 @@ class AudioEncoder:
                         self._t0 += gap - 5
                 else:  # capture clock ran behind: move the anchor
                     self._t0 += gap
+        if not len(self._buf) and len(pcm) == self.n:  # aligned pushes: no copying
+            return self._encode(pcm)
         self._buf = np.concatenate([self._buf, pcm])
         out: list[Packet] = []
         while len(self._buf) >= self.n:
@@ -203,6 +207,7 @@ class Fragmenter:
         self.channel_id, self.kind, self.codec, self.codec_info = channel_id, kind, codec, codec_info
         self.seq = start_seq
         self.max_s = max_s
+        self.compact = True
         self._pk: list[Packet] = []
         self._meta: dict[str, Any] = {}
 
@@ -230,8 +235,12 @@ class Fragmenter:
         t1 = max(p.pts + p.dur for p in pk)
         if self.kind == "video":
             t1 = min(t1, pk[-1].pts + self.codec_info.get("gop_s", 2.0))
-        packets = [{"pts": round(p.pts, 4), "dur": round(p.dur, 4), "size": len(p.data), "key": p.key}
-                   for p in pk]
+        if self.kind == "audio" and self.compact:
+            # audio packets are all keyframes of codec_info["frame_ms"]: pts and size say everything
+            packets = [{"pts": round(p.pts, 4), "size": len(p.data)} for p in pk]
+        else:
+            packets = [{"pts": round(p.pts, 4), "dur": round(p.dur, 4), "size": len(p.data), "key": p.key}
+                       for p in pk]
         frag = Fragment(channel_id=self.channel_id, seq=self.seq, kind=self.kind, codec=self.codec,
                         t0=round(t0, 4), t1=round(t1, 4), packets=packets,
                         payload=b"".join(p.data for p in pk),
@@ -502,3 +511,31 @@ def probe_duration(path) -> float:
     """Container duration in seconds (helper for tests and the export route)."""
     with av.open(str(path)) as c:
         return float(c.duration / av.time_base) if c.duration else 0.0
+
+
+class AudioStreamDecoder:
+    """Decodes one audio channel's fragments in order with ONE decoder (no reset artefacts at fragment
+    boundaries, as there are when each fragment is decoded alone). ``decode(frag)`` → (pcm at ``rate``, t0)."""
+
+    def __init__(self, rate: int = STT_RATE):
+        self.rate = rate
+        self._dec = None
+        self._rs = None
+
+    def decode(self, frag: Fragment) -> tuple[np.ndarray, float]:
+        if self._dec is None:
+            self._dec = av.CodecContext.create("libopus" if frag.codec == "opus" else frag.codec, "r")
+            self._dec.sample_rate = int(frag.codec_info.get("sample_rate", OPUS_RATE))
+            self._dec.layout = "mono" if int(frag.codec_info.get("channels", 1)) == 1 else "stereo"
+            self._rs = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+        chunks = []
+        for _, data in _opus_packets([frag]):
+            try:
+                frames = self._dec.decode(av.Packet(data))
+            except av.error.FFmpegError:
+                continue
+            for fr in frames:
+                for r in self._rs.resample(fr):
+                    chunks.append(r.to_ndarray().reshape(-1))
+        pcm = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        return pcm, frag.t0

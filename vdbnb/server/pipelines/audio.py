@@ -32,14 +32,15 @@ class AudioWorker(Worker):
             from ...ai.stt import StreamingTranscriber
             stt = StreamingTranscriber(model=self.model)
             self.stats["engine"] = stt.engine
-            st = self.state[rts["id"]] = {"stt": stt, "flushed": False, "accurate_done": False}
+            from ...codec import AudioStreamDecoder
+            st = self.state[rts["id"]] = {"stt": stt, "flushed": False, "accurate_done": False,
+                                          "decoder": AudioStreamDecoder()}
         return st
 
     def process(self, rts: dict, frag: Fragment) -> None:
-        from ...codec import decode_audio
         st = self._st(rts)
         st["flushed"] = False
-        pcm, t0 = decode_audio([frag])
+        pcm, t0 = st["decoder"].decode(frag)
         self._handle(rts, st["stt"].feed(pcm, t0))
 
     def idle(self, rts: dict) -> None:

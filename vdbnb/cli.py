@@ -94,7 +94,7 @@ def _cmd_search(a) -> int:
 
 
 def _cmd_record(a) -> int:
-    from .recorder.__main__ import main as record_main
+    from .recorder.cli import main as record_main
     return record_main(a.rest)
 
 

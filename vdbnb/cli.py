@@ -93,11 +93,6 @@ def _cmd_search(a) -> int:
     return 0
 
 
-def _cmd_record(a) -> int:
-    from .recorder.cli import main as record_main
-    return record_main(a.rest)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vdbnb", description="Real-time desktop capture for AI agents.")
     p.add_argument("--version", action="version", version=f"vdbnb {__version__}")
@@ -124,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("query", nargs="+")
     se.add_argument("--url", default=None)
     se.set_defaults(fn=_cmd_search)
-    r = sub.add_parser("record", help="run the recorder process (driven by CaptureClient over stdin/stdout)")
-    r.add_argument("rest", nargs=argparse.REMAINDER)
-    r.set_defaults(fn=_cmd_record)
-    a = p.parse_args(argv)
+    sub.add_parser("record", help="run the recorder process (driven by CaptureClient over stdin/stdout); "
+                   "`vdbnb record --help` for its options")
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["record"]:  # the recorder parses its own options
+        from .recorder.cli import main as record_main
+        return record_main(args[1:])
+    a = p.parse_args(args)
     return a.fn(a)

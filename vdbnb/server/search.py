@@ -135,7 +135,8 @@ class SearchIndex:
         self.prefilter_max = prefilter_max
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
-        self._write = threading.Lock()
+        self._write = threading.Lock()  # one writer at a time (SQLite + vector graph stay in step)
+        self._conns_lock = threading.Lock()
         self._closed = False
         self._unsaved = 0
         db = self._db()
@@ -160,7 +161,7 @@ class SearchIndex:
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA cache_size=-65536")
             self._local.db = db
-            with self._write:
+            with self._conns_lock:
                 self._conns.append(db)
         return db
 
@@ -204,7 +205,7 @@ class SearchIndex:
             return
         self.flush()
         self._closed = True
-        with self._write:
+        with self._write, self._conns_lock:
             for db in self._conns:
                 try:
                     db.close()

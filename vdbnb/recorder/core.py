@@ -22,8 +22,9 @@ from vdbnb.recorder.x11 import WindowTracker
 PREFIX = "videodb_recorder|"
 VERSION = "0.1.0"
 
-DEFAULT_VIDEO = {"fps": 2.0, "crf": 32, "gop_s": 2.0, "scale": None, "max_width": None, "preset": "ultrafast"}
-DEFAULT_AUDIO = {"bitrate": 16000, "channels": 1, "frame_ms": 20}
+DEFAULT_VIDEO = {"fps": 2.0, "crf": 32, "gop_s": 2.0, "scale": None, "max_width": None, "preset": "veryfast",
+                 "skip_static": True, "heartbeat_s": 10.0}
+DEFAULT_AUDIO = {"bitrate": 12000, "channels": 1, "frame_ms": 60}
 
 
 class CommandError(Exception):
@@ -371,6 +372,8 @@ class Recorder:
                     vopt = {**DEFAULT_VIDEO, **{k: v for k, v in (p.get("video") or {}).items() if k != "channels"},
                             **(per_chan.get(info.channel_id) or {})}
                     info.extra["fps"] = float(vopt["fps"])
+                    info.extra["skip_static"] = vopt["skip_static"]
+                    info.extra["heartbeat_s"] = vopt["heartbeat_s"]
                     enc = codec.VideoEncoder(info.extra["width"], info.extra["height"], fps=vopt["fps"],
                                              crf=int(vopt["crf"]), gop_s=float(vopt["gop_s"]),
                                              scale=vopt["scale"], max_width=vopt["max_width"],
@@ -382,7 +385,7 @@ class Recorder:
                     enc = codec.AudioEncoder(channels=int(aopt["channels"]), bitrate=int(aopt["bitrate"]),
                                              frame_ms=int(aopt["frame_ms"]))
                     fr = codec.Fragmenter(info.channel_id, "audio", "opus", enc.codec_info, start_seq=seq0,
-                                          max_s=float(aopt.get("fragment_s", 0.5)))
+                                          max_s=float(aopt.get("fragment_s", 0.25)))
                     pl = Pipeline(info.channel_id, "audio", enc, fr, submit)
                 sess.pipelines[info.channel_id] = pl
             self.session = sess
@@ -392,6 +395,9 @@ class Recorder:
                 pl = sess.pipelines[info.channel_id]
                 if isinstance(src, ScreenSource):
                     src.enc_fps = float(info.extra.get("fps", DEFAULT_VIDEO["fps"]))
+                    src.skip_static = bool(info.extra.get("skip_static", True))
+                    src.heartbeat_s = float(info.extra.get("heartbeat_s", 10.0))
+                    src._prev_raw = None
                     src.privacy = privacy
                     src.paused = False
                     src.encoder_cb = pl.feed_video

@@ -54,7 +54,7 @@ def test_end_to_end(rig, server, tmp_path, spool_dir):
         c.on_event(levels.append, ["audio-level"])
         t_start = time.time()
         res = c.start_session(sid, chans, spoolDir=str(spool_dir),
-                              video={"fps": 2, "channels": {"display:1": {"fps": 8, "max_width": 960}}})
+                              video={"fps": 2, "channels": {"display:1": {"fps": 8, "max_width": 960, "skip_static": False}}})
         assert res["status"] == "recording" and not res["skipped"]
         print("start timing", res["timing"])
         c.wait_for("recording-started", 5)

@@ -83,7 +83,8 @@ def test_device_vanishes(rig, server, spool_dir):
         ch = c.list_channels()
         tmp = ch.system_audio.get(f"system_audio:{name}.monitor")
         assert tmp is not None, [x.id for x in ch.system_audio]
-        c.start_session(sid, [ch.displays.get("display:1"), ch.mics.default, tmp], spoolDir=str(spool_dir))
+        c.start_session(sid, [ch.displays.get("display:1"), ch.mics.default, tmp], spoolDir=str(spool_dir),
+                        video={"skip_static": False})
         time.sleep(3)
         subprocess.run(["pactl", "unload-module", mod], check=True)
         mod = None

@@ -21,7 +21,7 @@ import numpy as np
 from vdbnb.recorder.x11 import Win, WindowTracker, matching_windows
 
 AUDIO_RATE = 48000
-BLOCK = 480  # 10 ms
+BLOCK = 960  # 20 ms per read
 
 
 class Privacy:
@@ -109,6 +109,13 @@ class ScreenSource:
         self.stats = {"grabs": 0, "thumbs": 0, "encoded": 0, "grab_ms": 0.0}
         self._changed = threading.Event()
         self._warned = False
+        # an unchanged screen is not re-encoded (the last frame holds: variable frame rate), except for a
+        # heartbeat frame every heartbeat_s; set skip_static=False for constant frame rate
+        self.skip_static = True
+        self.heartbeat_s = 10.0
+        self._prev_raw = None
+        self._prev_state = None
+        self._last_enc = 0.0
 
     @property
     def running(self) -> bool:
@@ -204,7 +211,16 @@ class ScreenSource:
                 except Exception as e:  # noqa: BLE001
                     print(f"thumbnail failed: {e}", file=sys.stderr)
             cb = self.encoder_cb
-            if cb is not None and (n_tick - 1) % enc_every == 0:
+            due = cb is not None and (n_tick - 1) % enc_every == 0
+            if due and self.skip_static:
+                state = (paused, bool(privacy), len(wins))
+                same = shot.raw == self._prev_raw and state == self._prev_state
+                if same and ts - self._last_enc < self.heartbeat_s:
+                    due = False
+                    self.stats["skipped_static"] = self.stats.get("skipped_static", 0) + 1
+                else:
+                    self._prev_raw, self._prev_state, self._last_enc = shot.raw, state, ts
+            if due:
                 meta: dict[str, Any] = {"window_title": active.title if active else None,
                                         "app": active.app if active else None}
                 if active and active.w:
@@ -214,7 +230,9 @@ class ScreenSource:
                 if paused:
                     meta["paused"] = True
                     meta["window_title"] = meta["app"] = None
-                cb(img, ts, meta)
+                cb = self.encoder_cb
+                if cb is not None:
+                    cb(img, ts, meta)
                 self.stats["encoded"] += 1
             if time.time() - last_geo_check > 2.0:
                 last_geo_check = time.time()
@@ -274,7 +292,7 @@ class AudioSource:
         env = {**os.environ}
         if self.backend == "parec" and shutil.which("parec"):
             return ([shutil.which("parec"), f"--device={self.source}", "--format=float32le",
-                     f"--rate={AUDIO_RATE}", f"--channels={self.channels}", "--latency-msec=20",
+                     f"--rate={AUDIO_RATE}", f"--channels={self.channels}", "--latency-msec=20", f"--process-time-msec=20",
                      "--raw"], env)
         env["PULSE_SOURCE"] = self.source
         return ([sys.executable, "-m", "vdbnb.recorder.audio_worker", "--rate", str(AUDIO_RATE),
@@ -312,9 +330,10 @@ class AudioSource:
             got, reason = self._run_once()
             if self._stopping or reason is None:
                 return
-            # a capture process that dies before delivering 1 s (seen rarely with PortAudio at start-up):
-            # retry once with the same backend, then with parec if installed
-            if got < AUDIO_RATE and restarts < 2:
+            # the capture process stopped: if the sound server still has the source it was a hiccup (a null
+            # sink's monitor can stay silent for ~2 s at start-up, measured) → restart (after 2 failures with
+            # parec if installed); if the source is gone → channel lost
+            if self._source_exists() and restarts < 5:
                 restarts += 1
                 self.stats["restarts"] = restarts
                 if restarts == 2 and shutil.which("parec"):
@@ -327,6 +346,14 @@ class AudioSource:
                 continue
             self.on_lost(self.channel_id, reason)
             return
+
+    def _source_exists(self) -> bool:
+        try:
+            from vdbnb.recorder.devices import _pactl, parse_sources
+
+            return any(x["name"] == self.source for x in parse_sources(_pactl("list", "sources")))
+        except Exception:  # noqa: BLE001 - sound server gone too
+            return False
 
     def _run_once(self) -> tuple[int, str | None]:
         p = self.proc
@@ -368,8 +395,8 @@ class AudioSource:
             lvl_buf.append(mono)
             lvl_n += n
             if lvl_n >= win:
-                a = np.concatenate(lvl_buf)
-                lvl_buf, lvl_n = [], 0
+                a = np.concatenate(lvl_buf) if len(lvl_buf) > 1 else lvl_buf[0]
+                lvl_buf, lvl_n = [], lvl_n - win  # carry the remainder: the rate averages level_hz
                 rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
                 peak = float(np.max(np.abs(a))) if len(a) else 0.0
                 self.stats["levels"] += 1

@@ -214,7 +214,7 @@ class Uplink:
         while not self._closing:
             try:
                 async with connect(self.ingest_url, additional_headers={"x-access-token": self.token},
-                                   max_size=None, open_timeout=3, ping_interval=5, ping_timeout=5,
+                                   max_size=None, compression=None, open_timeout=3, ping_interval=5, ping_timeout=5,
                                    close_timeout=1) as ws:
                     hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
                     self.hello = hello

@@ -291,8 +291,9 @@ def main() -> None:
     print(f"input: {len(spans)} espeak sentences (-s 160), {args.pause} s pauses, {x.size / SR:.1f} s, "
           f"streamed in real time in 0.1 s chunks; load average before: {os.getloadavg()[0]:.2f}")
     v = run_vdbnb(x, spans, args.model)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_live = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     acc = None if args.no_accurate else run_accurate(x, spans)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     wl = None if args.no_peer else run_whisperlive(x, spans)
 
     print(f"\n{'engine':<28}{'EoS→final p50':>14}{'p95':>7}{'1st interim p50':>17}{'WER':>7}{'CPU':>7}"
@@ -310,7 +311,7 @@ def main() -> None:
     if acc:
         print(f"\naccurate pass (base.en) over the recording: WER {acc['wer'] * 100:.1f}% (goal ≤3%), "
               f"RTF {acc['rtf']:.3f}, {acc['n']} utterances")
-    print(f"vdbnb process max RSS: {rss:.0f} MB (tiny.en + VAD{' + base' if acc else ''}); "
+    print(f"vdbnb process max RSS: {rss_live:.0f} MB live (tiny.en + VAD), {rss:.0f} MB with base; "
           f"load average after: {os.getloadavg()[0]:.2f}")
     print("vdbnb per-sentence latency (s):", " ".join(f"{v:.2f}" for v in v["lat"]))
     if isinstance(wl, dict):

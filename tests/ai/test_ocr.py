@@ -83,3 +83,19 @@ def test_change_detector_sees_a_small_text_edit():
     d.text((400, 160), "x", font=ImageFont.truetype(FONT, 16), fill=(0, 0, 0))  # one typed character
     boxes = cd.update(np.array(img))
     assert len(boxes) == 1 and boxes[0][0] <= 400 < boxes[0][2]
+
+
+def test_region_read_with_prev_returns_only_changed_lines(reader):
+    before = render()
+    after = before.copy()
+    d = ImageDraw.Draw(after)
+    d.rectangle([40, 150, 610, 185], fill=(250, 250, 250))
+    d.text((50, 160), "Meeting notes saved at 14:05", font=ImageFont.truetype(FONT, 20), fill=(25, 25, 25))
+    a, b = np.array(before), np.array(after)
+    cd = ChangeDetector()
+    cd.update(a)
+    boxes = cd.update(b)
+    lines = reader.read(b, boxes, prev=a)
+    texts = [ln.text for ln in lines]
+    assert any("14:05" in t for t in texts), texts
+    assert not any("revenue" in t.lower() or "settings" in t.lower() for t in texts), texts

@@ -35,7 +35,7 @@ def _engine():
                 raise missing("rapidocr") from e
             threads = int(os.environ.get("VDBNB_OCR_THREADS", "2"))
             params = {
-                "Global.log_level": "warning",
+                "Global.log_level": "error",
                 "Global.use_cls": False,  # screen text is upright; the angle classifier only costs time
                 "Global.text_score": 0.5,
                 # detection runs on the size ScreenReader gives it (it downscales itself): no upscaling
@@ -63,8 +63,13 @@ class ScreenReader:
         self._cache: dict[bytes, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def read(self, rgb: np.ndarray, boxes: list[Box] | None = None) -> list[OcrLine]:
-        """OCR lines (top-to-bottom, left-to-right) of the frame, or of the given regions only."""
+    def read(self, rgb: np.ndarray, boxes: list[Box] | None = None,
+             prev: np.ndarray | None = None) -> list[OcrLine]:
+        """OCR lines (top-to-bottom, left-to-right) of the frame, or of the given regions only.
+
+        With ``prev`` (the previous frame, same size), lines whose pixels did not change are skipped: only
+        new or changed text is read and returned.
+        """
         img = np.asarray(rgb)
         if img.ndim != 3 or img.shape[2] < 3:
             raise ValueError(f"ScreenReader.read needs an HxWx3 uint8 RGB array, got shape {img.shape}")
@@ -76,11 +81,14 @@ class ScreenReader:
             x1, y1 = min(w, int(x1) + self.pad), min(h, int(y1) + self.pad)
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
-            out += self._read_crop(img[y0:y1, x0:x1, :3], x0, y0)
+            old = None
+            if prev is not None and np.shape(prev)[:2] == (h, w):
+                old = np.asarray(prev)[y0:y1, x0:x1, :3]
+            out += self._read_crop(img[y0:y1, x0:x1, :3], x0, y0, old)
         out.sort(key=lambda ln: (ln.box[1] // 8, ln.box[0]))
         return _dedupe(out)
 
-    def _read_crop(self, crop: np.ndarray, ox: int, oy: int) -> list[OcrLine]:
+    def _read_crop(self, crop: np.ndarray, ox: int, oy: int, old: np.ndarray | None = None) -> list[OcrLine]:
         """Detect lines on a downscaled copy, recognise each line at full resolution (cached by pixels)."""
         from rapidocr.utils.process_img import get_rotate_crop_image
 
@@ -101,6 +109,10 @@ class ScreenReader:
             if polys is None or len(polys) == 0:
                 return []
             polys = [np.asarray(p, np.float32) / s for p in polys]
+            if old is not None:
+                polys = [p for p in polys if _changed(crop, old, p)]
+                if not polys:
+                    return []
             crops = [get_rotate_crop_image(bgr, p.copy()) for p in polys]
             keys = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() + bytes(str(c.shape), "ascii")
                     for c in crops]
@@ -123,6 +135,14 @@ class ScreenReader:
         self._cache[key] = value
         if len(self._cache) > self.cache_size:
             self._cache.pop(next(iter(self._cache)))
+
+
+def _changed(new: np.ndarray, old: np.ndarray, poly: np.ndarray, tol: int = 12) -> bool:
+    """Whether the pixels under a detected line differ between two crops of the same place."""
+    x0, y0 = max(0, int(poly[:, 0].min())), max(0, int(poly[:, 1].min()))
+    x1, y1 = int(np.ceil(poly[:, 0].max())) + 1, int(np.ceil(poly[:, 1].max())) + 1
+    a, b = new[y0:y1, x0:x1], old[y0:y1, x0:x1]
+    return a.size == 0 or bool((np.abs(a.astype(np.int16) - b.astype(np.int16)) > tol).any())
 
 
 def _dedupe(lines: list[OcrLine]) -> list[OcrLine]:

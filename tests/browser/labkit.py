@@ -48,7 +48,8 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 class Lab:
     """`jupyter lab` as a subprocess on a free port, with a throwaway root dir and settings."""
 
-    def __init__(self, root_dir: Path, env: dict | None = None):
+    def __init__(self, root_dir: Path, env: dict | None = None, nodelay: bool = True):
+        self.nodelay = nodelay
         self.root = Path(root_dir)
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -80,7 +81,8 @@ class Lab:
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={self.port}",
              "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
              "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
-             "--LabServerApp.workspaces_dir=" + str(ws)],
+             "--LabServerApp.workspaces_dir=" + str(ws)]
+            + (["--ServerApp.jpserver_extensions={'vdbnb.widgets.server_ext': True}"] if self.nodelay else []),
             stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=self.root, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -138,23 +140,43 @@ def run_all(page) -> None:
 
 
 RUN_CELL_JS = """async ([code, timeoutMs]) => {
-    // Append a code cell, run it, and time from request to the output on the page.
+    // Append a code cell, run it, and time from the run request to its output in the DOM.
     const app = window.jupyterapp;
-    const panel = app.shell.currentWidget;
-    const nb = panel.content;
+    const nb = app.shell.currentWidget.content;
     await app.commands.execute('notebook:insert-cell-below');
     const cell = nb.activeCell;
     cell.model.sharedModel.setSource(code);
-    const t0 = performance.now();
-    await app.commands.execute('notebook:run-cell');
-    const deadline = t0 + timeoutMs;
-    while (performance.now() < deadline) {
+    await new Promise(r => requestAnimationFrame(() => r()));
+    let done;
+    const shown = new Promise(r => { done = r; });
+    const check = () => {
         const out = cell.node.querySelector('.jp-OutputArea-output');
-        if (out && out.textContent.length) return {ms: performance.now() - t0, text: out.textContent};
-        await new Promise(r => setTimeout(r, 2));
-    }
-    return {ms: null, text: null};
+        if (out && out.textContent.length) done(performance.now());
+    };
+    const mo = new MutationObserver(check);
+    mo.observe(cell.node, {childList: true, subtree: true, characterData: true});
+    const t0 = performance.now();
+    app.commands.execute('notebook:run-cell');
+    const t1 = await Promise.race([shown, new Promise(r => setTimeout(() => r(null), timeoutMs))]);
+    mo.disconnect();
+    const out = cell.node.querySelector('.jp-OutputArea-output');
+    return {ms: t1 === null ? null : t1 - t0, text: out ? out.textContent : null};
 }"""
+
+KERNEL_RTT_JS = """async ([code]) => {
+    // Kernel round trip as the page sees it: execute_request → execute_result on the websocket.
+    const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const t0 = performance.now();
+    let t1 = null;
+    const fut = k.requestExecute({code, silent: false, store_history: false});
+    fut.onIOPub = (msg) => { if (t1 === null && msg.header.msg_type === 'execute_result') t1 = performance.now(); };
+    await fut.done;
+    return t1 === null ? null : t1 - t0;
+}"""
+
+
+def kernel_rtt(page, code: str = "1+1") -> float | None:
+    return page.evaluate(KERNEL_RTT_JS, [code])
 
 
 def run_cell(page, code: str, timeout_ms: int = 30000) -> dict:

@@ -70,7 +70,7 @@ def list_audio_inputs() -> list[dict]:
 class LocalPreviewSource:
     """A :class:`~vdbnb.widgets.sources.PreviewSource` that previews but cannot record."""
 
-    def __init__(self, thumb_fps: float = 4.0, thumb_width: int = 480, level_hz: float = 30.0,
+    def __init__(self, thumb_fps: float = 3.0, thumb_width: int = 480, level_hz: float = 30.0,
                  jpeg_quality: int = 70):
         self.thumb_fps = thumb_fps
         self.thumb_width = thumb_width

@@ -105,7 +105,7 @@ class CapturePanel(anywidget.AnyWidget):
     stale = t.List(t.Dict()).tag(sync=True)
 
     def __init__(self, source: PreviewSource | None = None, events: Any = None, *,
-                 channels: list[str] | None = None, thumb_fps: float = 4.0, level_hz: float = 30.0,
+                 channels: list[str] | None = None, thumb_fps: float = 4.0, level_hz: float = 15.0,
                  stale_after: float = 3.0, transcript_stale_after: float = 15.0, transcript_lines: int = 12,
                  preview: bool = True, **kwargs: Any):
         js, css = _bundle()
@@ -389,12 +389,14 @@ class CapturePanel(anywidget.AnyWidget):
 
     # ---------------------------------------------------------------- pump (daemon thread)
     def _pump_loop(self) -> None:
-        tick = min(self.level_interval, self.thumb_interval) / 2
-        next_events = next_stale = 0.0
+        tick = min(self.level_interval, self.thumb_interval) / 3
+        next_events = next_stale = next_levels = 0.0
         while not self._closed.wait(tick):
             try:
                 now = time.monotonic()
-                self._send_levels()
+                if now >= next_levels:
+                    next_levels = now + self.level_interval * 0.95
+                    self._send_levels()
                 self._send_thumbs(now)
                 if now >= next_events:
                     next_events = now + 0.2

@@ -92,6 +92,19 @@ def test_live_transcript_via_official_sdk(server, tmp_path):
     assert shots and abs(shots[0].start - recs[0]["start"]) < 1.0, [(s.text, s.start) for s in shots]
     shots = mic.search("legal paperwork deadline").get_shots()
     assert shots and abs(shots[0].start - recs[1]["start"]) < 1.0, [(s.text, s.start) for s in shots]
+    # after stop, the accurate pass (Whisper base) replaces the live finals and says so
+    httpx.post(f"{server.url}/capture/session/{cap.id}/stop", headers=h).raise_for_status()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        recs2 = mic.get_transcript()["transcription_records"]
+        if recs2 and all("base" in r["engine"] for r in recs2):
+            break
+        time.sleep(0.5)
+    assert recs2 and all("base" in r["engine"] for r in recs2), recs2
+    assert wer(" ".join(SENTENCES), " ".join(r["text"] for r in recs2)) <= 0.10
+    shots = mic.search("legal paperwork deadline", filter={"kind": "transcript"}).get_shots()
+    assert shots and all("base" in (s.metadata.get("engine") or "") for s in shots), \
+        [(s.text, s.metadata) for s in shots]
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RRF_K = 60
-PREFILTER_MAX = 20_000  # filtered candidate sets up to this size are searched exactly
+PREFILTER_MAX = 10_000  # filtered candidate sets up to this size are searched exactly
 AUTOSAVE_EVERY = 200_000  # save the ANN graph after this many unsaved additions
 MODES = ("hybrid", "keyword", "semantic")
 _COLS = ("doc_id", "collection_id", "session_id", "rtstream_id", "rtstream_name", "channel_id", "kind",
@@ -350,10 +350,8 @@ class SearchIndex:
         if len(cand) <= self.prefilter_max:  # few rows pass the filters: exact cosine over them
             if not cand:
                 return []
-            ids = np.array(cand, dtype=np.int64)
-            sims = self.vectors.get(ids) @ qv
-            top = np.argsort(-sims)[:depth]
-            return [(int(ids[t]), float(sims[t])) for t in top]
+            ids, sims = self.vectors.exact(np.array(cand, dtype=np.int64), qv, depth)
+            return [(int(i), float(s)) for i, s in zip(ids, sims)]
         # many rows pass: ANN, then keep those that pass the filters; widen until enough survive
         k = depth * 4
         while True:

@@ -1,0 +1,578 @@
+"""Benchmark the hybrid search index at the scale of ~1,000 hours of capture (~1 M segments).
+
+    python bench/bench_search.py                 # 1,000,000 segments (default)
+    python bench/bench_search.py --n 100000      # quicker
+    python bench/bench_search.py --compare       # also compare vector back-ends (numpy/usearch/hnswlib/faiss/sqlite-vec)
+
+What it does
+- Generates plausible speech-transcript and on-screen (OCR) sentences from templates and vocabularies, then
+  spreads them over sessions × streams (mic, system_audio, screen) with realistic timestamps.
+- Embedding 1 M texts with MiniLM on 2 cores would take ~45 min, so it embeds a pool of distinct sentences
+  (``--distinct``, default 60,000, ~2–3 min) once, caches the vectors under ``--out``, and reuses a sentence's
+  vector wherever that sentence recurs at another time or on another stream (real transcripts repeat
+  themselves too). Planted segments (the labelled answers) are unique texts, embedded for real.
+- A labelled query set: paraphrase queries and keyword queries (identifiers, error codes, file names), each
+  with one planted segment as its right answer. Reports recall@5 (planted segment in the top 5), search
+  p50/p95 per mode, ANN recall@5 against exact search, and the embedder's sentences/s, beside the goals.
+Everything it writes goes under ``--out`` (default: a fresh temp dir, removed at the end unless ``--keep``).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GOAL_P95_MS = 50.0
+GOAL_RECALL = 0.9
+
+# ----------------------------------------------------------------------------------------------- vocabularies
+PEOPLE = ["Alice", "Bob", "Priya", "Marcus", "Chen", "Fatima", "Diego", "Olga", "Sam", "Kenji", "Leila", "Tom",
+          "Grace", "Ravi", "Nina", "Jonas", "Amara", "Lucas", "Mei", "Omar"]
+PROJECTS = ["Atlas", "Phoenix", "Orion", "Nimbus", "Falcon", "Juniper", "Helix", "Quartz", "Beacon", "Summit",
+            "Cobalt", "Aurora", "Mosaic", "Vertex", "Harbor"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Friday", "next week", "tomorrow", "the end of the month",
+        "the weekend", "the first of the month", "after the holidays"]
+TIMES = ["at nine", "at ten thirty", "after lunch", "at two", "at four", "first thing in the morning",
+         "in the afternoon", "late in the evening"]
+MEETINGS = ["standup", "design review", "sprint planning", "retro", "one on one", "all hands", "demo",
+            "customer call", "kickoff", "sync with marketing", "hiring panel", "roadmap session"]
+ARTIFACTS = ["pull request", "slide deck", "spec", "mockups", "release notes", "migration script", "dashboard",
+             "test plan", "contract draft", "onboarding guide", "incident report", "pricing page",
+             "API docs", "data pipeline", "landing page", "quarterly report"]
+COMPONENTS = ["login service", "payment gateway", "search cluster", "mobile app", "checkout flow",
+              "recommendation engine", "notification service", "build pipeline", "cache layer",
+              "analytics job", "auth proxy", "video encoder", "web socket server", "admin panel",
+              "export worker", "database replica"]
+PROBLEMS = ["timing out", "running out of memory", "dropping requests", "really slow", "flaky",
+            "throwing errors", "stuck in a restart loop", "returning stale data", "leaking connections",
+            "misconfigured", "down for some users", "double charging people"]
+CAUSES = ["last deploy", "config change", "expired certificate", "missing index", "race condition",
+          "network partition", "noisy neighbour", "bad feature flag", "schema migration", "DNS issue",
+          "rate limiter", "disk filling up"]
+ACTIONS = ["review", "update", "roll back", "finish", "double check", "rewrite", "ship", "test", "merge",
+           "document", "clean up", "benchmark", "split up", "share", "archive"]
+METRICS = ["signup rate", "churn", "latency", "conversion", "error rate", "revenue", "active users",
+           "page load time", "support tickets", "retention", "cloud spend", "NPS"]
+DIRECTIONS = ["up", "down"]
+PERIODS = ["this week", "since last month", "over the quarter", "after the launch", "year over year",
+           "since Tuesday"]
+CUSTOMERS = ["Acme", "Globex", "Initech", "Umbrella", "Stark Industries", "Wayne Enterprises", "Hooli",
+             "Soylent", "Vandelay", "Wonka"]
+FEATURES = ["single sign on", "dark mode", "CSV export", "audit logs", "offline sync", "two factor login",
+            "bulk editing", "custom roles", "usage based billing", "a public API"]
+FILLERS = ["honestly", "I mean", "so", "basically", "okay", "right", "you know", "actually", "anyway"]
+APPS = ["Visual Studio Code", "Google Chrome", "Slack", "Terminal", "Figma", "Notion", "Jira", "Excel",
+        "Zoom", "Grafana", "Postman", "Outlook"]
+EXCEPTIONS = ["TypeError", "ValueError", "KeyError", "NullPointerException", "TimeoutError",
+              "ConnectionResetError", "IndexError", "PermissionError", "AssertionError", "RuntimeError"]
+MESSAGES = ["cannot read property 'id' of undefined", "connection refused", "list index out of range",
+            "permission denied", "unexpected end of JSON input", "invalid token", "deadline exceeded",
+            "no such file or directory", "too many open files", "object has no attribute 'items'"]
+MODULES = ["billing", "users", "orders", "auth", "search", "reports", "sync", "upload", "cart", "inbox",
+           "metrics", "scheduler", "profile", "invoices"]
+RESOURCES = ["users", "orders", "invoices", "sessions", "projects", "files", "teams", "events", "tokens"]
+HTTP = ["200 OK", "201 Created", "204 No Content", "400 Bad Request", "401 Unauthorized", "404 Not Found",
+        "500 Internal Server Error", "502 Bad Gateway", "503 Service Unavailable"]
+CHANNELS = ["general", "eng", "incidents", "design", "sales", "random", "releases", "support"]
+
+SPEECH = [
+    "{person} said the {project} {artifact} should be ready by {day}",
+    "can we move the {meeting} to {day} {time}",
+    "I think the {component} is {problem} because of the {cause}",
+    "let's {action} the {artifact} before the {meeting}",
+    "{person}, could you {action} the {artifact} for {project}",
+    "the {metric} went {direction} {n} percent {period}",
+    "{filler}, {customer} wants {feature} in the {project} release",
+    "{filler} the {component} logs show it was {problem} {period}",
+    "we should {action} the {component} before {day}",
+    "who owns the {artifact} for the {customer} account",
+    "I'll {action} the {artifact} and ping {person} {time}",
+    "the {meeting} with {customer} got pushed to {day}",
+    "{person} is out {day}, so {person2} will run the {meeting}",
+    "our {metric} is still {direction} after the {cause}",
+    "did anyone {action} the {component} {artifact} yet",
+    "{filler}, the {cause} took the {component} down for {n} minutes",
+    "{customer} asked about {feature} again on the {meeting}",
+    "let's timebox the {meeting} to {n} minutes {day}",
+]
+SCREEN = [
+    "{exc}: {msg} at {module}/{file}.py:{line}",
+    "{app} — {project} {artifact}",
+    "GET /api/v{v}/{res}/{id} {http} {ms}ms",
+    "POST /api/v{v}/{res} {http} {ms}ms",
+    "def {func}_{module}({arg}):",
+    "Slack | #{chan} | {person}: {short}",
+    "Invoice #{num} — {customer} — ${amount}",
+    "{module}_service.py — {app}",
+    "Jira {key}-{num2}: {component} is {problem}",
+    "Grafana · {component} · p99 latency {ms} ms",
+    "git commit -m \"{action} {module} {artifact}\"",
+    "{person} shared \"{project} {artifact}\" with you",
+    "WARN [{module}] {component} {problem} (retry {n}/5)",
+    "Calendar: {meeting} · {day} {time}",
+]
+FUNCS = ["load", "save", "parse", "handle", "validate", "render", "fetch", "sync", "compute", "refresh"]
+ARGS = ["self", "request", "user_id", "payload", "ctx, items", "path, mode='r'", "df", "event"]
+SHORTS = ["lgtm", "on it", "can you take a look?", "deploying now", "rolled back", "thanks!", "see thread",
+          "meeting moved", "who's on call?", "fixed in main"]
+KEYS = ["ENG", "OPS", "WEB", "APP", "DATA", "SEC"]
+
+
+def _fill(tpl: str, r: random.Random) -> str:
+    c = r.choice
+    return tpl.format(
+        person=c(PEOPLE), person2=c(PEOPLE), project=c(PROJECTS), day=c(DAYS), time=c(TIMES),
+        meeting=c(MEETINGS), artifact=c(ARTIFACTS), component=c(COMPONENTS), problem=c(PROBLEMS),
+        cause=c(CAUSES), action=c(ACTIONS), metric=c(METRICS), direction=c(DIRECTIONS), period=c(PERIODS),
+        customer=c(CUSTOMERS), feature=c(FEATURES), filler=c(FILLERS), n=r.randint(2, 60), app=c(APPS),
+        exc=c(EXCEPTIONS), msg=c(MESSAGES), module=c(MODULES), file=c(MODULES), line=r.randint(10, 2000),
+        v=r.randint(1, 3), res=c(RESOURCES), id=r.randint(1, 99999), http=c(HTTP), ms=r.randint(3, 2500),
+        func=c(FUNCS), arg=c(ARGS), chan=c(CHANNELS), short=c(SHORTS), num=r.randint(1000, 99999),
+        customer2=c(CUSTOMERS), amount=f"{r.randint(10, 99999)}.{r.randint(0, 99):02d}", key=c(KEYS),
+        num2=r.randint(1, 9999))
+
+
+def sentence_pool(n: int, seed: int = 7) -> tuple[list[str], list[str]]:
+    """n distinct speech sentences and n distinct screen texts."""
+    r = random.Random(seed)
+    out = []
+    for templates in (SPEECH, SCREEN):
+        seen: dict[str, None] = {}
+        while len(seen) < n:
+            seen.setdefault(_fill(r.choice(templates), r))
+        out.append(list(seen))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------- labelled query set
+# (planted segment text, query): paraphrases — the query shares few words with the answer.
+PARAPHRASES = [
+    ("the budget meeting moves to Thursday afternoon", "when is the finance review rescheduled"),
+    ("our quarterly board presentation slipped by two weeks", "the investor deck is delayed"),
+    ("the intern accidentally deleted the production bucket", "someone wiped the live storage by mistake"),
+    ("we are hiring three more backend engineers in Lisbon", "expanding the server team in Portugal"),
+    ("the espresso machine on the fourth floor is broken again", "coffee maker upstairs not working"),
+    ("the fire alarm test is scheduled for Wednesday at noon", "when is the smoke detector drill"),
+    ("my laptop battery dies after forty minutes", "notebook computer does not hold a charge"),
+    ("the office will be closed for the public holiday on Monday", "no one at work at the start of the week"),
+    ("legal wants the privacy policy rewritten before launch", "lawyers asked for new data protection terms"),
+    ("the new hire starts on the first with a badge waiting at reception",
+     "front desk has an access card ready for the newcomer"),
+    ("our biggest client threatened to cancel their subscription", "major customer might churn"),
+    ("the elevator in building B is out of service", "lift not working in the second building"),
+    ("we are switching from Jenkins to GitHub Actions next sprint", "migrating our continuous integration"),
+    ("the parking garage will be repaved over the weekend", "car park resurfacing on Saturday and Sunday"),
+    ("the team offsite is in a cabin near the lake", "retreat at a lakeside lodge"),
+    ("she got promoted to director of engineering", "her new role leading the engineering org"),
+    ("the printer keeps jamming on double sided pages", "copier paper stuck when printing both sides"),
+    ("sales closed a record number of deals in March", "best month ever for new contracts in spring"),
+    ("the warehouse robots stopped during the power outage", "automated machines halted when electricity failed"),
+    ("the kids birthday party is on Saturday at the zoo", "child celebration with animals this weekend"),
+    ("I booked a flight to Tokyo for the conference", "travelling to Japan for the summit"),
+    ("the onboarding survey says people feel lost in week one", "new staff are confused early on"),
+    ("the dentist appointment conflicts with the demo", "tooth doctor visit clashes with the product showcase"),
+    ("the vendor raised their prices by thirty percent", "supplier costs went up a lot"),
+    ("the marketing video needs subtitles in Spanish", "add captions in another language to the promo clip"),
+    ("we lost the recording of yesterday's interview", "the candidate call video is missing"),
+    ("the server room air conditioning failed overnight", "data centre cooling broke while everyone slept"),
+    ("the snowstorm means everyone works from home tomorrow", "remote day because of heavy winter weather"),
+    ("the keynote speaker cancelled at the last minute", "main presenter pulled out just before the event"),
+    ("the accountant found a mistake in last year's taxes", "error discovered in previous annual tax filing"),
+]
+KEYWORD_TEMPLATES = [
+    "{code}: upstream handshake failed in gateway",
+    "Traceback: {ident}.py line {n} raised {code}",
+    "Build #{n} failed — {code} in {ident}",
+    "Ticket {code} assigned to on-call",
+    "export {ident}=1 && ./run.sh",
+    "open {ident}.yaml in the editor",
+]
+
+
+def labelled_queries(r: random.Random) -> list[tuple[str, str, str]]:
+    """(planted text, query, kind) — paraphrase queries plus keyword queries on unique identifiers."""
+    out = [(p, q, "paraphrase") for p, q in PARAPHRASES]
+    syl = ["zor", "vak", "qui", "plen", "trax", "mul", "dex", "yor", "fen", "gib", "wum", "kri"]
+    for i in range(30):
+        code = f"ERR_{r.choice(syl).upper()}{r.choice(syl).upper()}_{r.randint(100, 999)}" if i % 2 else \
+            f"0x{r.getrandbits(32):08X}"
+        ident = f"{r.choice(syl)}{r.choice(syl)}_{r.choice(MODULES)}_v{r.randint(2, 9)}"
+        text = KEYWORD_TEMPLATES[i % len(KEYWORD_TEMPLATES)].format(code=code, ident=ident, n=r.randint(100, 9999))
+        query = code if "{code}" in KEYWORD_TEMPLATES[i % len(KEYWORD_TEMPLATES)] else ident
+        out.append((text, query, "keyword"))
+    return out
+
+
+def pool_vectors(out: Path, distinct: int) -> tuple[list[str], np.ndarray, float]:
+    """The distinct sentences and their vectors (cached in ``out``), and the embedder's sentences/s."""
+    from vdbnb.ai.embed import get_embedder
+
+    speech, screen = sentence_pool(distinct // 2)
+    texts = speech + screen
+    emb = get_embedder()
+    sample = texts[:: max(1, len(texts) // 2000)][:2000]
+    t = time.perf_counter()
+    emb.embed(sample)
+    rate = len(sample) / (time.perf_counter() - t)
+    cache = out / f"pool-{distinct}.npy"
+    if cache.exists():
+        vecs = np.load(cache)
+    else:
+        print(f"embedding {len(texts):,} distinct sentences at ~{rate:.0f}/s "
+              f"(~{len(texts) / rate / 60:.1f} min; cached in {cache})", flush=True)
+        vecs = emb.embed(texts)
+        np.save(cache, vecs)
+    return texts, vecs, rate
+
+
+# ------------------------------------------------------------------------------ vector back-end comparison
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _pcts(ms: list[float]) -> tuple[float, float]:
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+
+def compare_backends(vecs: np.ndarray, queries: np.ndarray, k: int = 5, only: list[str] | None = None) -> list[dict]:
+    """Build each available vector index over ``vecs`` and measure build time, memory, latency, recall@k."""
+    n = len(vecs)
+    keys = np.arange(n, dtype=np.uint64)
+    exact_sims = queries @ vecs.T if n * len(queries) <= 4e8 else np.concatenate(
+        [queries[i:i + 50] @ vecs.T for i in range(0, len(queries), 50)])
+    kth = -np.sort(-exact_sims, axis=1)[:, k - 1]
+    sims_of = lambda qi, ids: exact_sims[qi, np.asarray(ids, dtype=np.int64)]  # noqa: E731
+    rows = []
+
+    def run(name, build, search, nq=len(queries)):
+        gc.collect()
+        m0 = rss_mb()
+        t = time.perf_counter()
+        idx = build()
+        bt = time.perf_counter() - t
+        mem = rss_mb() - m0
+        ms, found = [], []
+        for q in queries[:nq]:
+            t = time.perf_counter()
+            ids = search(idx, q)
+            ms.append((time.perf_counter() - t) * 1000)
+            found.append(np.asarray(ids)[:k])
+        p50, p95 = _pcts(ms)
+        rec = float(np.mean([min(1.0, np.sum(sims_of(i, f) >= kth[i] - 1e-3) / k) for i, f in enumerate(found)]))
+        rows.append(dict(backend=name, build_s=bt, mem_mb=mem, p50_ms=p50, p95_ms=p95, recall=rec, queries=nq))
+        print(f"  {name:34s} build {bt:7.1f}s  mem {mem:7.0f} MB  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
+              f"recall@{k} {rec:.3f}", flush=True)
+        del idx
+        gc.collect()
+
+    want = lambda s: not only or any(o in s for o in only)  # noqa: E731
+    if want("numpy"):
+        run("numpy exact f32 (matmul)", lambda: vecs.copy(), lambda m, q: np.argpartition(-(m @ q), k)[:k])
+    try:
+        from usearch.index import Index
+        if want("usearch HNSW"):
+            def build_u():
+                ix = Index(ndim=vecs.shape[1], metric="ip", dtype="f16", connectivity=16,
+                           expansion_add=128, expansion_search=64)
+                ix.add(keys, vecs, threads=2)
+                return ix
+            built = {}
+
+            def search_u(ix, q, ef):
+                ix.expansion_search = ef
+                return ix.search(q, k).keys
+            run("usearch HNSW f16 M=16 ef=64", lambda: built.setdefault("ix", build_u()),
+                lambda ix, q: search_u(ix, q, 64))
+            for ef in (128, 256):
+                run(f"usearch HNSW f16 M=16 ef={ef} (same graph)", lambda: built["ix"],
+                    lambda ix, q, ef=ef: search_u(ix, q, ef))
+            rows[-1]["build_s"] = rows[-2]["build_s"] = rows[-3]["build_s"]
+            rows[-1]["mem_mb"] = rows[-2]["mem_mb"] = rows[-3]["mem_mb"]
+            built.clear()
+        if want("usearch exact"):
+            from usearch.index import search as usearch_search
+            run("usearch exact f16 (brute force)", lambda: vecs.astype(np.float16),
+                lambda m, q: usearch_search(m, q.astype(np.float16), k, "ip", exact=True, threads=2).keys,
+                nq=min(len(queries), 50))
+    except ImportError:
+        print("  (usearch not installed)")
+    try:
+        import hnswlib
+        if want("hnswlib"):
+            def build_h():
+                ix = hnswlib.Index(space="ip", dim=vecs.shape[1])
+                ix.init_index(max_elements=n, ef_construction=128, M=16)
+                ix.set_num_threads(2)
+                ix.add_items(vecs, np.arange(n))
+                ix.set_ef(64)
+                return ix
+            run("hnswlib HNSW f32 M=16", build_h, lambda ix, q: ix.knn_query(q, k)[0][0])
+    except ImportError:
+        print("  (hnswlib not installed)")
+    try:
+        import faiss
+        faiss.omp_set_num_threads(2)
+        if want("faiss HNSW"):
+            def build_fh():
+                ix = faiss.IndexHNSWFlat(vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+                ix.hnsw.efConstruction = 128
+                ix.add(vecs)
+                ix.hnsw.efSearch = 64
+                return ix
+            run("faiss HNSWFlat f32 M=16", build_fh, lambda ix, q: ix.search(q[None], k)[1][0])
+        if want("faiss IVF"):
+            nlist = int(4 * np.sqrt(n))
+
+            def build_fi():
+                quant = faiss.IndexFlatIP(vecs.shape[1])
+                ix = faiss.IndexIVFScalarQuantizer(quant, vecs.shape[1], nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                   faiss.METRIC_INNER_PRODUCT)
+                ix.train(vecs[np.random.default_rng(0).choice(n, min(n, nlist * 40), replace=False)])
+                ix.add(vecs)
+                ix.nprobe = 32
+                return ix
+            run(f"faiss IVF{nlist},SQ8 nprobe=32", build_fi, lambda ix, q: ix.search(q[None], k)[1][0])
+    except ImportError:
+        print("  (faiss not installed)")
+    try:
+        import sqlite3
+        import sqlite_vec
+        if want("sqlite-vec"):
+            def build_sv():
+                db = sqlite3.connect(":memory:")
+                db.enable_load_extension(True)
+                sqlite_vec.load(db)
+                db.execute(f"create virtual table v using vec0(embedding float[{vecs.shape[1]}] distance_metric=cosine)")
+                db.executemany("insert into v(rowid, embedding) values (?, ?)",
+                               ((i, vecs[i].tobytes()) for i in range(n)))
+                db.commit()
+                return db
+            run("sqlite-vec vec0 f32 (brute force)", build_sv,
+                lambda db, q: [r[0] for r in db.execute(
+                    "select rowid from v where embedding match ? and k = ?", (q.tobytes(), k))],
+                nq=min(len(queries), 20))
+    except ImportError:
+        print("  (sqlite-vec not installed)")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- the corpus
+def compose_vectors(pool: np.ndarray, pairs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Vectors of two-sentence segments: the normalised, token-weighted mean of the sentences' vectors
+    (the fidelity to MiniLM run on the joined text is measured and printed by ``fidelity()``)."""
+    v = pool[pairs[:, 0]] * weights[pairs[:, 0], None] + pool[pairs[:, 1]] * weights[pairs[:, 1], None]
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v.astype(np.float32)
+
+
+def segment_layout(n: int, distinct: int, seed: int = 11):
+    """Yield, per segment: (pair of pool indices, session, stream, channel, kind, start, end).
+    Sessions of ~1 h with three streams; one segment every ~3.6 s per stream → 1 M segments ≈ 1,000 h."""
+    rng = np.random.default_rng(seed)
+    half = distinct // 2
+    per_stream = 1000
+    n_sessions = max(1, -(-n // (3 * per_stream)))
+    t_base = 1_750_000_000.0
+    i = 0
+    for s in range(n_sessions):
+        t0 = t_base + s * 86400 * 180 / n_sessions + float(rng.uniform(0, 3600))
+        for chan, kind in (("mic", "transcript"), ("system_audio", "transcript"), ("screen", "ocr")):
+            m = min(per_stream, n - i)
+            if m <= 0:
+                return
+            lo, hi = (half, distinct) if chan == "screen" else (0, half)
+            pairs = rng.integers(lo, hi, size=(m, 2))
+            dur = rng.uniform(2.0, 6.0, m)
+            starts = t0 + np.cumsum(rng.uniform(3.0, 4.5, m))
+            yield pairs, f"ses{s:05d}", f"rts{s:05d}-{chan}", chan, kind, starts, starts + dur
+            i += m
+
+
+def fidelity(texts: list[str], pool: np.ndarray, weights: np.ndarray, n: int = 300) -> float:
+    """Mean cosine between composed vectors and MiniLM run on the joined texts."""
+    from vdbnb.ai.embed import get_embedder
+    rng = np.random.default_rng(5)
+    half = len(texts) // 2
+    pairs = np.concatenate([rng.integers(0, half, (n // 2, 2)), rng.integers(half, len(texts), (n - n // 2, 2))])
+    real = get_embedder().embed([f"{texts[a]}. {texts[b]}" for a, b in pairs])
+    return float(np.mean(np.sum(real * compose_vectors(pool, pairs, weights), axis=1)))
+
+
+def build_index(out: Path, n: int, texts: list[str], pool: np.ndarray, weights: np.ndarray,
+                planted: list[tuple[str, str, str]], keep_matrix: bool):
+    """Fill a SearchIndex with n segments (the planted ones at random places). Returns the index, the
+    planted doc ids, the stream each was planted in, and (optionally) the full float32 matrix by row id."""
+    from vdbnb.ai.embed import get_embedder
+    from vdbnb.server.search import Doc, SearchIndex
+
+    path = out / "search.sqlite"
+    for p in out.glob("search.sqlite*"):
+        p.unlink()
+    ix = SearchIndex(path)
+    rng = random.Random(13)
+    plant_at = sorted(rng.sample(range(n), len(planted)))
+    plant_vecs = get_embedder().embed([p[0] for p in planted])
+    matrix = np.zeros((n + 1, pool.shape[1]), dtype=np.float32) if keep_matrix else None
+    plant_ids, plant_stream = [], []
+    i = 0
+    t = time.perf_counter()
+    for pairs, ses, rts, chan, kind, starts, ends in segment_layout(n, len(texts)):
+        vecs = compose_vectors(pool, pairs, weights)
+        docs = [Doc(f"seg{i + j:07d}", "c-bench", ses, rts, f"{chan} ({ses})", chan, kind, None,
+                    float(starts[j]), float(ends[j]), f"{texts[a]}. {texts[b]}", {})
+                for j, (a, b) in enumerate(pairs)]
+        for j in range(len(docs)):
+            if plant_at and plant_at[0] == i + j:
+                k = len(plant_ids)
+                d = docs[j]
+                docs[j] = Doc(f"plant{k:03d}", d.collection_id, d.session_id, d.rtstream_id, d.rtstream_name,
+                              "mic" if planted[k][2] == "paraphrase" else "screen",
+                              "transcript" if planted[k][2] == "paraphrase" else "ocr", None, d.start, d.end,
+                              planted[k][0], {"planted": True})
+                vecs[j] = plant_vecs[k]
+                plant_ids.append(docs[j].doc_id)
+                plant_stream.append(d.rtstream_id)
+                plant_at.pop(0)
+        ix.add(docs, vectors=vecs)
+        if matrix is not None:
+            matrix[i + 1:i + 1 + len(docs)] = vecs  # row ids start at 1, in insertion order
+        i += len(docs)
+        if i % 100_000 < len(docs):
+            el = time.perf_counter() - t
+            print(f"  indexed {i:,}/{n:,} segments in {el:.0f}s ({i / el:,.0f}/s)", flush=True)
+    ix.flush()
+    return ix, plant_ids, plant_stream, matrix
+
+
+def measure(ix, queries: list[str], answers: list[str], mode: str, **filters) -> tuple[float, float, float]:
+    """(p50 ms, p95 ms, recall@5) of ix.search over the labelled queries (embedding included)."""
+    ms, found = [], 0
+    for q, a in zip(queries, answers):
+        kw = {k: (v(a) if callable(v) else v) for k, v in filters.items()}
+        t = time.perf_counter()
+        hits = ix.search(q, "c-bench", limit=5, mode=mode, **kw)
+        ms.append((time.perf_counter() - t) * 1000)
+        found += any(h.doc_id == a for h in hits)
+    return (*_pcts(ms), found / len(queries))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000, help="segments to index (default 1,000,000)")
+    ap.add_argument("--distinct", type=int, default=60_000, help="distinct sentences embedded for real")
+    ap.add_argument("--out", type=Path, help="work dir (default: a temp dir, removed unless --keep)")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    ap.add_argument("--compare", action="store_true", help="also compare vector back-ends on the same vectors")
+    ap.add_argument("--compare-only", action="store_true", help="only the back-end comparison")
+    ap.add_argument("--only", help="comma-separated back-end name fragments for --compare")
+    ap.add_argument("--random-queries", type=int, default=140, help="extra unlabelled queries for ANN recall")
+    a = ap.parse_args(argv)
+    out = a.out or Path(tempfile.mkdtemp(prefix="vdbnb-bench-search-"))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        texts, pool, rate = pool_vectors(out, a.distinct)
+        print(f"embedder: {rate:.0f} sentences/s (batch 64, 2 threads)", flush=True)
+        tok = np.array([len(t.split()) for t in texts], dtype=np.float32)
+        print(f"composed two-sentence vectors vs MiniLM on the joined text: mean cosine "
+              f"{fidelity(texts, pool, tok):.3f}", flush=True)
+        planted = labelled_queries(random.Random(3))
+        queries = [q for _, q, _ in planted]
+        from vdbnb.ai.embed import get_embedder
+        sp, sc = sentence_pool(a.random_queries, seed=99)
+        extra = sp[: a.random_queries // 2] + sc[: a.random_queries - a.random_queries // 2]
+        qvecs = get_embedder().embed(queries + extra)
+
+        if a.compare or a.compare_only:
+            matrix = np.zeros((a.n, pool.shape[1]), dtype=np.float32)
+            i = 0
+            for pairs, *_ in segment_layout(a.n, len(texts)):
+                matrix[i:i + len(pairs)] = compose_vectors(pool, pairs, tok)
+                i += len(pairs)
+            print(f"\nvector back-ends over {a.n:,} vectors, {len(qvecs)} queries, k=5:", flush=True)
+            rows = compare_backends(matrix, qvecs, only=a.only.split(",") if a.only else None)
+            print("\n| back-end | build s | memory MB | p50 ms | p95 ms | recall@5 vs exact | queries |")
+            print("|---|---|---|---|---|---|---|")
+            for r in rows:
+                print(f"| {r['backend']} | {r['build_s']:.1f} | {r['mem_mb']:.0f} | {r['p50_ms']:.2f} | "
+                      f"{r['p95_ms']:.2f} | {r['recall']:.3f} | {r['queries']} |")
+            del matrix
+            gc.collect()
+            if a.compare_only:
+                return 0
+
+        print(f"\nbuilding the search index over {a.n:,} segments in {out}", flush=True)
+        m0 = rss_mb()
+        t = time.perf_counter()
+        ix, answers, streams, matrix = build_index(out, a.n, texts, pool, tok, planted, keep_matrix=True)
+        build_s = time.perf_counter() - t
+        sizes = {p.name: p.stat().st_size / 2**20 for p in out.glob("search.sqlite*")}
+        print(f"  built in {build_s:.0f}s; RSS +{rss_mb() - m0:.0f} MB (incl. the bench's own "
+              f"{matrix.nbytes / 2**20:.0f} MB matrix); files: "
+              + ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items()), flush=True)
+        ix.close()
+        t = time.perf_counter()
+        from vdbnb.server.search import SearchIndex
+        ix = SearchIndex(out / "search.sqlite")
+        print(f"  reopened in {time.perf_counter() - t:.1f}s", flush=True)
+
+        # ANN recall@5 against exact search over every stored vector
+        exact = np.concatenate([qvecs[i:i + 50] @ matrix.T for i in range(0, len(qvecs), 50)])
+        exact[:, 0] = -9  # row 0 is unused
+        kth = -np.sort(-exact, axis=1)[:, 4]
+        ann_ms, rec = [], []
+        for qi, q in enumerate(qvecs):
+            t = time.perf_counter()
+            ids, _ = ix.vectors.search(q, 5)
+            ann_ms.append((time.perf_counter() - t) * 1000)
+            rec.append(min(1.0, np.sum(exact[qi, ids] >= kth[qi] - 1e-3) / 5))
+        del matrix, exact
+        gc.collect()
+        ann_p50, ann_p95 = _pcts(ann_ms)
+
+        ix.search("warm up", "c-bench")
+        kinds = [k for _, _, k in planted]
+        results = []
+        for mode in ("hybrid", "semantic", "keyword"):
+            results.append((f"{mode}", *measure(ix, queries, answers, mode)))
+        by_stream = dict(zip(answers, streams))
+        results.append(("hybrid, rtstream_id filter", *measure(ix, queries, answers, "hybrid",
+                                                                rtstream_id=lambda a: by_stream[a])))
+        results.append(("hybrid, channel_ids+kinds filter", *measure(
+            ix, queries, answers, "hybrid", channel_ids=["mic", "screen"], kinds=["transcript", "ocr"])))
+        for kind in ("paraphrase", "keyword"):
+            sel = [i for i, k in enumerate(kinds) if k == kind]
+            results.append((f"hybrid, {kind} queries only", *measure(
+                ix, [queries[i] for i in sel], [answers[i] for i in sel], "hybrid")))
+        ix.close()
+
+        print(f"\nresults over {a.n:,} segments ({len(queries)} labelled queries: "
+              f"{kinds.count('paraphrase')} paraphrase, {kinds.count('keyword')} keyword)")
+        print(f"| search | p50 ms | p95 ms (goal ≤ {GOAL_P95_MS:.0f}) | recall@5 (goal ≥ {GOAL_RECALL}) |")
+        print("|---|---|---|---|")
+        for name, p50, p95, r in results:
+            flag = "" if p95 <= GOAL_P95_MS and r >= GOAL_RECALL else " ✗"
+            print(f"| {name} | {p50:.1f} | {p95:.1f} | {r:.3f}{flag} |")
+        print(f"| ANN only (usearch, {len(qvecs)} queries), recall vs exact | {ann_p50:.2f} | {ann_p95:.2f} | "
+              f"{np.mean(rec):.3f} |")
+        print(f"\nembedder: {rate:.0f} sentences/s; index build {build_s:.0f}s for {a.n:,} segments")
+        return 0
+    finally:
+        if not a.keep and not a.out:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

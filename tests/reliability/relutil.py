@@ -1,0 +1,187 @@
+"""Helpers for the reliability tests and bench/bench_soak.py: a `vdbnb serve --no-ai` process, backend calls,
+what the server stored (files + SQLite), strict decoding of stored fragments, process RSS/CPU."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ServerProc
+
+
+class Server(ServerProc):
+    """ServerProc with extra `vdbnb serve` arguments (default ``--no-ai``)."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict | None = None,
+                 args: list[str] | None = None):
+        super().__init__(data_dir, port, env)
+        self.args = ["--no-ai"] if args is None else list(args)
+
+    def start(self, timeout: float = 30) -> "Server":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vdbnb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir), *self.args], stdout=logf, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not answer /health in time")
+
+
+def new_session(server, callback_url: str | None = None, collection: str = "default") -> tuple[str, str]:
+    """(session id, client token) as a backend makes them with the API key."""
+    h = server.headers()
+    body = {"end_user_id": "reliability"}
+    if callback_url:
+        body["callback_url"] = callback_url
+    r = httpx.post(f"{server.url}/collection/{collection}/capture/session", json=body, headers=h, timeout=10)
+    r.raise_for_status()
+    sid = r.json()["data"]["session_id"]
+    t = httpx.post(f"{server.url}/capture/session/token", json={"expires_in": 86400}, headers=h, timeout=10)
+    t.raise_for_status()
+    return sid, t.json()["data"]["token"]
+
+
+def session_row(server, sid: str) -> dict:
+    r = httpx.get(f"{server.url}/collection/default/capture/session/{sid}", headers=server.headers(), timeout=10)
+    r.raise_for_status()
+    return r.json()["data"]
+
+
+def frag_header(b: bytes) -> dict:
+    (n,) = struct.unpack(">I", b[:4])
+    return json.loads(b[4:4 + n])
+
+
+def stored(data_dir: Path, sid: str) -> dict[str, list[dict]]:
+    """channel_id -> headers of the fragment files stored for the session, sorted by seq."""
+    out: dict[str, list[dict]] = {}
+    base = Path(data_dir) / "media" / sid
+    if not base.exists():
+        return out
+    for p in base.rglob("*.frag"):
+        h = frag_header(p.read_bytes())
+        h["path"] = str(p)
+        out.setdefault(h["channel_id"], []).append(h)
+    for v in out.values():
+        v.sort(key=lambda h: h["seq"])
+    return out
+
+
+def db_fragments(data_dir: Path, sid: str) -> dict[str, list[int]]:
+    """channel_id -> seqs indexed in SQLite (read-only connection; fine while the server runs, WAL)."""
+    con = sqlite3.connect(f"file:{Path(data_dir) / 'vdbnb.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = con.execute("SELECT r.source_channel_id, f.seq FROM fragments f JOIN rtstreams r "
+                           "ON r.id = f.rtstream_id WHERE r.session_id=? ORDER BY f.seq", (sid,)).fetchall()
+    finally:
+        con.close()
+    out: dict[str, list[int]] = {}
+    for cid, seq in rows:
+        out.setdefault(cid, []).append(seq)
+    return out
+
+
+def integrity_check(data_dir: Path) -> str:
+    con = sqlite3.connect(f"file:{Path(data_dir) / 'vdbnb.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def gaps(headers: list[dict], tol: float = 0.15) -> list[tuple[float, float]]:
+    """Holes in a channel's timeline: (end of one fragment, start of the next) further apart than ``tol`` s."""
+    out = []
+    for a, b in zip(headers, headers[1:]):
+        if b["t0"] - a["t1"] > tol:
+            out.append((a["t1"], b["t0"]))
+    return out
+
+
+def decode_file(path: str | Path) -> tuple[int, int]:
+    """Decode one stored fragment strictly: (packets, decoded frames). Raises on any decoder error."""
+    import av
+
+    from vdbnb.fragments import unpack
+    f = unpack(Path(path).read_bytes())
+    if f.codec == "opus":
+        dec = av.CodecContext.create("libopus", "r")
+        dec.sample_rate = int(f.codec_info.get("sample_rate", 48000))
+        dec.layout = "mono" if int(f.codec_info.get("channels", 1)) == 1 else "stereo"
+    else:
+        dec = av.CodecContext.create("h264", "r")
+    frames = 0
+    for _, b in f.packet_bytes():
+        frames += len(dec.decode(av.Packet(b)))
+    if f.codec == "h264":
+        frames += len(dec.decode(None))
+    if frames == 0 or (f.codec == "opus" and frames < len(f.packets)):
+        raise ValueError(f"{path}: {len(f.packets)} packets decoded to {frames} frames")
+    return len(f.packets), frames
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_rss_kb(pid: int) -> int:
+    return sum(rss_kb(p) for p in [pid, *descendants(pid)] if Path(f"/proc/{p}").exists())
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        parts = fh.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = []
+            for t in Path(f"/proc/{p}/task").iterdir():
+                kids += [int(x) for x in (t / "children").read_text().split()]
+        except OSError:
+            continue
+        out += kids
+        todo += kids
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(pred, timeout: float, step: float = 0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()

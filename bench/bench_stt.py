@@ -1,6 +1,6 @@
 """Streaming speech-to-text benchmark: vdbnb's StreamingTranscriber vs WhisperLive on the same espeak input.
 
-Sentences are spoken with espeak-ng (-s 160), separated by pauses, and streamed in real time in 0.1 s chunks.
+Sixteen sentences (the first eight alone with --n 8) are spoken with espeak-ng (-s 160), separated by pauses, and streamed in real time in 0.1 s chunks.
 Measured: end of speech → final (wall clock), first interim after onset, WER of the finals (tiny.en live) and
 of the accurate pass (Whisper base) over the same recording, CPU and RSS.
 
@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import wave
 
@@ -40,6 +39,14 @@ SENTENCES = [
     "She opened the settings panel and turned on dark mode.",
     "We need to fix the login bug before the next release.",
     "The weather forecast says it will rain heavily tomorrow afternoon.",
+    "Open the terminal and run the tests again.",
+    "Can you share your screen so we can review the design?",
+    "The invoice total is wrong because the tax rate was not applied.",
+    "Let's schedule a follow up call with the marketing team next week.",
+    "Click the blue button in the top right corner to save your changes.",
+    "The build failed because a dependency could not be found.",
+    "I will update the documentation and send it to everyone.",
+    "Our customers want faster search and better filters.",
 ]
 GOALS = {"p50": 0.8, "p95": 1.5, "wer_live": 0.05, "wer_acc": 0.03}
 

@@ -22,7 +22,6 @@ import argparse
 import gc
 import os
 import random
-import resource
 import shutil
 import sys
 import tempfile

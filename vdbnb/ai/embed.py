@@ -90,7 +90,15 @@ class Embedder:
         return out
 
 
+_load_lock = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def get_embedder() -> Embedder:
-    """The process-wide embedder (loaded once, ~25 MB)."""
+def _cached() -> Embedder:
     return Embedder()
+
+
+def get_embedder() -> Embedder:
+    """The process-wide embedder (loaded once, ~25 MB; safe to call from any thread)."""
+    with _load_lock:
+        return _cached()

@@ -14,6 +14,8 @@ from .store import Store, now
 
 log = logging.getLogger("vdbnb.server.ingest")
 ACCEPTING = (STARTING, ACTIVE, STOPPING)
+MAX_FRAGMENT_S = 60.0     # a GOP is <= 2 s, an audio fragment <= 0.5 s: anything longer is not ours
+CLOCK_SLACK_S = 3600.0    # recorder clock vs this server's clock
 
 
 class IngestError(Exception):
@@ -55,6 +57,15 @@ class Ingest:
             raise IngestError(e.code, e.message) from None
         sess = self.sessions.row(session_id)
         s = self.stream_for(session_id, frag.channel_id)
+        # exports and the AI place media on the wall clock from first to last fragment: one fragment with
+        # absurd times would make every export of the session allocate (and fail on) days of samples
+        if frag.t1 - frag.t0 > MAX_FRAGMENT_S:
+            raise IngestError("BAD_TIMES", f"fragment {frag.channel_id}#{frag.seq} claims {frag.t1 - frag.t0:.0f} s "
+                              f"of media; a fragment covers at most {MAX_FRAGMENT_S:.0f} s")
+        if frag.t0 < (sess["created_at"] or 0) - CLOCK_SLACK_S or frag.t1 > now() + CLOCK_SLACK_S:
+            raise IngestError("BAD_TIMES", f"fragment {frag.channel_id}#{frag.seq} is stamped {frag.t0:.3f}, "
+                              f"outside this session (created {sess['created_at']:.0f}, now {now():.0f}); "
+                              "t0/t1 must be epoch seconds on the capture clock")
         with self._lock(s["id"]):
             if self.store.one("SELECT 1 FROM fragments WHERE rtstream_id=? AND seq=?", (s["id"], frag.seq)):
                 return frag, True

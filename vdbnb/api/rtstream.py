@@ -58,7 +58,7 @@ class RTStream:
     # ---- indexes
     def _index(self, body: dict) -> "RTStreamSceneIndex | None":
         d = self._connection.post(f"rtstream/{self.id}/index/scene", body)
-        return RTStreamSceneIndex(self._connection, rtstream_id=self.id, **d) if d else None
+        return RTStreamSceneIndex(self._connection, **dict(d, rtstream_id=self.id)) if d else None
 
     def index_visuals(self, prompt: str = "Describe what is on the screen", batch_config: dict | None = None,
                       model_name: str | None = None, model_config: dict | None = None, name: str | None = None,
@@ -82,11 +82,11 @@ class RTStream:
 
     def list_scene_indexes(self) -> list["RTStreamSceneIndex"]:
         d = self._connection.get(f"rtstream/{self.id}/index/scene")
-        return [RTStreamSceneIndex(self._connection, rtstream_id=self.id, **x) for x in d.get("scene_indexes", [])]
+        return [RTStreamSceneIndex(self._connection, **dict(x, rtstream_id=self.id)) for x in d.get("scene_indexes", [])]
 
     def get_scene_index(self, index_id: str) -> "RTStreamSceneIndex":
         d = self._connection.get(f"rtstream/{self.id}/index/{index_id}")
-        return RTStreamSceneIndex(self._connection, rtstream_id=self.id, **d)
+        return RTStreamSceneIndex(self._connection, **dict(d, rtstream_id=self.id))
 
     # ---- search, clips, export
     def search(self, query: str, index_id: str | None = None, result_threshold: int | None = None,

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.browser.labkit import Lab, browser, have_browser_stack, kernel_rtt, open_notebook, run_all, \
     run_cell, write_notebook  # noqa: E402
-from tests.conftest import rig_env  # noqa: E402
+from tests.conftest import ServerProc, rig_env  # noqa: E402
 
 GOALS = {"thumb_fps": (">=", 2.0), "meter_hz": (">=", 15.0), "cell_p95_ms": ("<=", 50.0)}
 COUNTS_JS = """() => {
@@ -47,6 +47,7 @@ def main() -> int:
     ap.add_argument("--cells", type=int, default=40)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-panel", action="store_true", help="baseline: the same cells without a panel")
+    ap.add_argument("--record", action="store_true", help="measure while recording (not just previewing)")
     ap.add_argument("--nagle", action="store_true",
                     help="run jupyter_server as shipped (Nagle on kernel websockets: +~40 ms per cell)")
     args = ap.parse_args()
@@ -63,7 +64,9 @@ def main() -> int:
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), text], check=True)
     first = "print('no panel')" if args.no_panel else "from vdbnb.widgets import CapturePanel\npanel = CapturePanel()\npanel"
     write_notebook(tmp / "bench.ipynb", [first])
-    lab = Lab(tmp, env=env, nodelay=not args.nagle).start()
+    server = ServerProc(tmp / "data").start()  # CapturePanel() reaches it and drives the real recorder
+    lab = Lab(tmp, env={**env, "VDBNB_URL": server.url, "VDBNB_API_KEY": server.api_key},
+              nodelay=not args.nagle).start()
     res: dict = {}
     try:
         with browser() as page:
@@ -75,6 +78,11 @@ def main() -> int:
                                    "'.vdbnb-card[data-channel-id=\"mic:default\"]');"
                                    " return e && +(e.dataset.updates || 0) > 10; }", timeout=60_000)
             time.sleep(1.0)
+            if args.record:
+                page.click(".vdbnb-start")
+                page.wait_for_function("document.querySelector('.vdbnb-panel').dataset.state === 'recording'",
+                                       timeout=30_000)
+                time.sleep(2.0)
             play = subprocess.Popen(["paplay", "--device=mic_feed", str(wav)])
             a = page.evaluate(COUNTS_JS)
             time.sleep(args.seconds)
@@ -103,9 +111,10 @@ def main() -> int:
             res["window_s"] = round(dt, 2)
     finally:
         lab.stop()
+        server.stop()
     print(f"CapturePanel in JupyterLab {_lab_version()} + Chromium, rig {env.get('DISPLAY')}, "
           f"{'Nagle on (stock jupyter_server)' if args.nagle else 'TCP_NODELAY (vdbnb.widgets.server_ext)'}, "
-          f"window {res['window_s']} s, {res['cells']} cells")
+          f"{'recording' if args.record else 'previewing'}, window {res['window_s']} s, {res['cells']} cells")
     print(f"{'metric':<34}{'value':>10}   goal")
     rows = [("thumbnail frames/s shown (display:1)", res["thumb_fps_display1"], "thumb_fps"),
             ("thumbnail frames/s shown (display:2)", res["thumb_fps_display2"], "thumb_fps"),

@@ -139,6 +139,7 @@ function render({ model, el }) {
         chanViews.set(id, v);
       }
       v.name.textContent = ch.name || id;
+      v.name.title = `${ch.name || id} (${id})`;
       v.kind.textContent = ch.category || (isVideo ? "screen" : "audio");
       v.check.checked = selected.has(id);
       v.check.disabled = recording();

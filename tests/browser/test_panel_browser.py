@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.browser.labkit import ARTIFACTS, Lab, browser, have_browser_stack, open_notebook, run_all, \
-    window_id, write_notebook, xterm
+    run_cell, window_id, write_notebook, xterm
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.rig]
 
@@ -63,7 +63,7 @@ def speech_wav(tmp_path):
     return p
 
 
-def test_capture_panel_live_in_jupyterlab(rig, tmp_path, speech_wav):
+def test_capture_panel_live_in_jupyterlab(rig, server, tmp_path, speech_wav):
     missing = have_browser_stack()
     if missing:
         pytest.skip(missing)
@@ -71,7 +71,8 @@ def test_capture_panel_live_in_jupyterlab(rig, tmp_path, speech_wav):
     root = tmp_path / "lab"
     root.mkdir()
     write_notebook(root / "panel.ipynb", ["from vdbnb.widgets import CapturePanel\npanel = CapturePanel()\npanel"])
-    lab = Lab(root, env=rig).start()
+    # the kernel's vdbnb.connect() reaches this real server; CapturePanel() drives the real recorder
+    lab = Lab(root, env={**rig, "VDBNB_URL": server.url, "VDBNB_API_KEY": server.api_key}).start()
     term = None
     try:
         with browser() as page:
@@ -85,6 +86,8 @@ def test_capture_panel_live_in_jupyterlab(rig, tmp_path, speech_wav):
             print(f"panel live {time.time() - t_open:.1f} s after opening the notebook")
             cards = page.eval_on_selector_all(".vdbnb-card", "els => els.map(e => e.dataset.channelId)")
             assert cards[:2] == ["display:1", "display:2"] and "mic:default" in cards, cards
+            assert page.evaluate("document.querySelector('.vdbnb-errors').style.display") == "none", \
+                page.inner_text(".vdbnb-errors")  # recorder + server reached: no fallback to local preview
 
             # a static desktop gives identical thumbnails
             s0 = sigs(page)
@@ -114,7 +117,7 @@ def test_capture_panel_live_in_jupyterlab(rig, tmp_path, speech_wav):
             while play.poll() is None:
                 loud.append(page.evaluate(RMS_JS))
                 if not shot_taken and len(loud) > 20 and loud[-1] and loud[-1] > 0.05:
-                    page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel.png"))
+                    page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel-preview.png"))
                     shot_taken = True
                 time.sleep(0.05)
             time.sleep(0.6)
@@ -124,12 +127,43 @@ def test_capture_panel_live_in_jupyterlab(rig, tmp_path, speech_wav):
             assert max(loud) > 0.03
             assert max(after) < 0.01
             if not shot_taken:
-                page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel.png"))
-            assert (ARTIFACTS / "panel.png").stat().st_size > 10_000
+                page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel-preview.png"))
+            assert (ARTIFACTS / "panel-preview.png").stat().st_size > 10_000
             # the system-audio meter did not move (speech went to the mic only)
             sys_rms = page.evaluate("""() => +(document.querySelector(
                 '.vdbnb-card[data-channel-id="system_audio:default"]').dataset.rms || 0)""")
             assert sys_rms < 0.01
+
+            # record: Start in the panel → live transcript (interim grey, final dark) → Stop → DataFrame rows
+            page.evaluate("""() => { window.__vdbnbInterim = false;
+                new MutationObserver(() => { if (document.querySelector('.vdbnb-interim'))
+                    window.__vdbnbInterim = true; }).observe(document.querySelector('.vdbnb-tlines'),
+                    {childList: true, subtree: true}); }""")
+            page.click(".vdbnb-start")
+            page.wait_for_function("document.querySelector('.vdbnb-panel').dataset.state === 'recording'",
+                                   timeout=30_000)
+            page.wait_for_function("document.querySelector('.vdbnb-status').textContent.includes('active')",
+                                   timeout=30_000)
+            time.sleep(1.0)
+            subprocess.run(["paplay", "--device=mic_feed", str(speech_wav)], check=True, timeout=60)
+            page.wait_for_selector(".vdbnb-tline.vdbnb-final", timeout=30_000)
+            final = page.inner_text(".vdbnb-tline.vdbnb-final .vdbnb-ttext")
+            assert "capture panel" in final.lower() or "microphone" in final.lower(), final
+            saw_interim = page.evaluate("window.__vdbnbInterim")
+            color = page.evaluate("getComputedStyle(document.querySelector('.vdbnb-final')).color")
+            assert color in ("rgb(17, 17, 17)", "rgb(0, 0, 0)") or color.startswith("rgba(0, 0, 0"), color
+            assert int(page.inner_text(".vdbnb-count-transcript .vdbnb-num")) >= 1
+            page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel.png"))
+            page.click(".vdbnb-stop")
+            page.wait_for_function("document.querySelector('.vdbnb-panel').dataset.state === 'stopped'",
+                                   timeout=60_000)
+            r = run_cell(page, "print(len(panel.events), len(panel.transcript_df), panel.session_id)")
+            n_events, n_final, sid = r["text"].split()
+            assert int(n_events) >= 3 and int(n_final) >= 1 and sid.startswith("cap-"), r
+            r = run_cell(page, "print((panel.events.channel == 'transcript').sum(), "
+                               "(panel.events.is_final == False).sum())")
+            print("transcript rows, interim rows:", r["text"], "interim seen on the page:", saw_interim)
+            assert saw_interim, "interim lines show while speech goes on"
     finally:
         if term is not None:
             term.terminate()

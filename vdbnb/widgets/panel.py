@@ -72,16 +72,15 @@ def _is_video(ch: dict) -> bool:
     return ch.get("type") == "video" or E.category_of(ch["channel_id"], ch.get("type")) == E.SCREEN
 
 
-# A factory the lead can set: () -> (PreviewSource, EventSource | None). Used by CapturePanel() with no
-# arguments; falls back to the in-kernel local preview.
-default_sources_factory: Callable[[], tuple[PreviewSource, Any]] | None = None
+# () -> (PreviewSource, EventSource | None, reason-for-fallback | None). Used by CapturePanel() with no source.
+default_sources_factory: Callable[[], tuple[Any, Any, str | None]] | None = None
 
 
-def _default_sources() -> tuple[PreviewSource, Any]:
+def _default_sources() -> tuple[Any, Any, str | None]:
     if default_sources_factory is not None:
         return default_sources_factory()
-    from vdbnb.widgets._local_preview import LocalPreviewSource
-    return LocalPreviewSource(), None
+    from vdbnb.widgets.adapters import default_sources
+    return default_sources()
 
 
 class CapturePanel(anywidget.AnyWidget):
@@ -111,8 +110,10 @@ class CapturePanel(anywidget.AnyWidget):
         js, css = _bundle()
         self._esm, self._css = js, css
         super().__init__(**kwargs)
+        fallback_reason = None
+        self._own_source = source is None
         if source is None:
-            source, default_events = _default_sources()
+            source, default_events, fallback_reason = _default_sources()
             events = events if events is not None else default_events
         self.source = source
         self._events_factory = events if callable(events) and not hasattr(events, "subscribe") else None
@@ -139,13 +140,17 @@ class CapturePanel(anywidget.AnyWidget):
         self._events_dirty = False
         self._pipeline_notes: dict[str, tuple[str, float]] = {}
         self._unsubs: list[Callable[[], None]] = []
+        self._pending: list[E.Event] = []
         self._session: Any = None
         self._closed = threading.Event()
         self.stats = {"thumb_msgs": 0, "thumb_bytes": 0, "level_msgs": 0, "level_samples": 0, "dropped_thumbs": 0}
 
         self.channels = [dict(c) for c in source.list_channels()]
         ids = [c["channel_id"] for c in self.channels]
-        self.selected = [c for c in (channels if channels is not None else ids) if c in ids]
+        ticked = channels if channels is not None else (getattr(source, "default_selection", None) or ids)
+        self.selected = [c for c in ticked if c in ids]
+        if fallback_reason:
+            self._error("PREVIEW_ONLY", f"no recorder/server ({fallback_reason}); showing a local preview")
         self.counts = dict(self._counts)
         self.on_msg(self._on_front_msg)
         self._unsubs.append(source.subscribe(self._on_preview))
@@ -187,6 +192,7 @@ class CapturePanel(anywidget.AnyWidget):
             self.selected = chans
         self.state = "starting"
         self.status = "starting…"
+        t_start = time.time()
         try:
             session = self.source.start(chans)
         except Exception as e:
@@ -197,8 +203,11 @@ class CapturePanel(anywidget.AnyWidget):
             raise
         self._session = session
         self.session_id = _session_id_of(session)
-        now = time.time()
-        self._live.session_start = now
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for ev in pending:
+            self._on_event(ev)
+        self._live.session_start = t_start
         self._watch_since = time.monotonic()
         self._last_transcript = time.monotonic()
         self._last_speech = None
@@ -255,6 +264,11 @@ class CapturePanel(anywidget.AnyWidget):
                 self.source.stop_preview()
             except Exception:  # noqa: BLE001
                 pass
+        if self._own_source and hasattr(self.source, "close"):
+            try:
+                self.source.close()  # e.g. shuts the recorder process down
+            except Exception:  # noqa: BLE001
+                pass
         super().close()
 
     # ---------------------------------------------------------------- inputs (any thread)
@@ -301,8 +315,15 @@ class CapturePanel(anywidget.AnyWidget):
 
     def _on_event(self, ev: E.Event) -> None:
         sid = self.session_id
+        if ev.session_id and not sid:
+            if self.state == "starting":  # maybe ours: the session id is known once source.start returns
+                with self._lock:
+                    self._pending.append(ev)
+            return
         if sid and ev.session_id and ev.session_id != sid:
             return
+        if not ev.channel_id and ev.rtstream_name:  # websocket messages carry the stream name, not its category
+            ev.channel_id = E.category_of(ev.rtstream_name.split(" ")[0])
         self._live.append(ev)
         with self._lock:
             self._counts["events"] += 1

@@ -342,12 +342,13 @@ class StreamingTranscriber:
         """Add audio (float32 16 kHz mono) whose first sample was captured at epoch ``t0``."""
         x = np.asarray(pcm, dtype=np.float32).reshape(-1)
         out: list[Utterance] = []
-        if self._rem.size == 0 or self._rem_t is None:
+        if self._rem_t is None:
             self._rem_t = t0
         else:
             expected = self._rem_t + self._rem.size / SAMPLE_RATE
             if abs(t0 - expected) > 0.5:  # a gap in the stream: close what is open, restart the clock
                 out += self.flush()
+                self._rem = np.zeros(0, np.float32)
                 self._rem_t = t0
         buf = np.concatenate([self._rem, x]) if self._rem.size else x
         n = buf.size // WINDOW

@@ -288,7 +288,8 @@ class StreamingTranscriber:
     Silero VAD runs on every 32 ms window. An utterance starts at speech onset (with ``preroll_s`` of audio
     before it); while it goes on, an interim result is produced about every ``interim_s`` seconds of audio;
     the final comes once ``end_silence_s`` of silence follows speech (the final transcription is started
-    speculatively after ``spec_silence_s`` so that it is mostly done when the silence is confirmed).
+    speculatively after ``spec_silence_s`` so that it is mostly done when the silence is confirmed). The
+    first interim comes after ``first_interim_s`` of speech.
     Utterances are capped at ``max_utterance_s``. Silence and noise produce no text.
 
     Transcription runs on one worker thread: ``feed()`` returns interims when they are ready and blocks only
@@ -297,7 +298,8 @@ class StreamingTranscriber:
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, model: str = "tiny.en", *, threshold: float = 0.5,
                  neg_threshold: float = 0.35, end_silence_s: float = 0.3, spec_silence_s: float = 0.1,
-                 preroll_s: float = 0.2, interim_s: float = 0.7, min_speech_s: float = 0.25,
+                 preroll_s: float = 0.2, interim_s: float = 0.7, first_interim_s: float = 0.5,
+                 min_speech_s: float = 0.25,
                  max_utterance_s: float = 15.0, interims: bool = True, blocking: bool = False):
         if sample_rate != SAMPLE_RATE:
             raise ValueError("StreamingTranscriber needs 16 kHz audio: resample before feed()")
@@ -313,6 +315,7 @@ class StreamingTranscriber:
         self._spec_win = max(1, min(self._end_win, round(spec_silence_s / w)))
         self._pre_win = max(0, round(preroll_s / w))
         self._interim_win = max(1, round(interim_s / w))
+        self._first_interim_win = max(1, min(self._interim_win, round(first_interim_s / w)))
         self._min_speech_win = max(1, round(min_speech_s / w))
         self._max_win = max(8, round(max_utterance_s / w))
         self.interims = interims
@@ -332,7 +335,7 @@ class StreamingTranscriber:
         self._t_start = 0.0
         self._speech_wins = 0
         self._last_speech = -1  # index in _wins of the last speech window
-        self._since_interim = 0
+        self._since_interim = getattr(self, "_interim_win", 0) - getattr(self, "_first_interim_win", 0)
         self._spec: _Job | None = None
         self._interim: _Job | None = None
 

@@ -24,7 +24,8 @@ class Context:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # a new data dir is private (0700): it holds the database (transcripts, OCR text, window titles) and media
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(self.data_dir / "vdbnb.sqlite3")
         self.auth = Auth(self.store, self.data_dir)
         self.api_key = self.auth.ensure_api_key()

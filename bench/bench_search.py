@@ -428,6 +428,16 @@ def build_index(out: Path, n: int, texts: list[str], pool: np.ndarray, weights: 
     plant_ids, plant_stream = [], []
     i = 0
     t = time.perf_counter()
+    pend_docs: list = []
+    pend_vecs: list = []
+
+    def commit(force: bool = False):
+        # add in batches of ~20k so the graph insert runs on both cores
+        if pend_docs and (force or len(pend_docs) >= 20_000):
+            ix.add(pend_docs, vectors=np.concatenate(pend_vecs))
+            pend_docs.clear()
+            pend_vecs.clear()
+
     for pairs, ses, rts, chan, kind, starts, ends in segment_layout(n, len(texts)):
         vecs = compose_vectors(pool, pairs, weights)
         docs = [Doc(f"seg{i + j:07d}", "c-bench", ses, rts, f"{chan} ({ses})", chan, kind, None,
@@ -445,13 +455,16 @@ def build_index(out: Path, n: int, texts: list[str], pool: np.ndarray, weights: 
                 plant_ids.append(docs[j].doc_id)
                 plant_stream.append(d.rtstream_id)
                 plant_at.pop(0)
-        ix.add(docs, vectors=vecs)
+        pend_docs.extend(docs)
+        pend_vecs.append(vecs)
+        commit()
         if matrix is not None:
             matrix[i + 1:i + 1 + len(docs)] = vecs  # row ids start at 1, in insertion order
         i += len(docs)
         if i % 100_000 < len(docs):
             el = time.perf_counter() - t
             print(f"  indexed {i:,}/{n:,} segments in {el:.0f}s ({i / el:,.0f}/s)", flush=True)
+    commit(force=True)
     ix.flush()
     return ix, plant_ids, plant_stream, matrix
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 RRF_K = 60
 PREFILTER_MAX = 10_000  # filtered candidate sets up to this size are searched exactly
+KEYWORD_SCAN_MAX = 5_000  # keyword matches scored per query (newest first)
 AUTOSAVE_EVERY = 200_000  # save the ANN graph after this many unsaved additions
 MODES = ("hybrid", "keyword", "semantic")
 _COLS = ("doc_id", "collection_id", "session_id", "rtstream_id", "rtstream_name", "channel_id", "kind",
@@ -126,13 +127,14 @@ class SearchIndex:
     """Thread-safe hybrid search index stored in its own SQLite file (WAL) plus a persisted ANN graph."""
 
     def __init__(self, path: Path | str, embedder=None, ann_threads: int = 2,
-                 prefilter_max: int = PREFILTER_MAX):
+                 prefilter_max: int = PREFILTER_MAX, keyword_scan_max: int = KEYWORD_SCAN_MAX):
         from vdbnb.server.vectors import VectorIndex
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._embedder = embedder
         self.prefilter_max = prefilter_max
+        self.keyword_scan_max = keyword_scan_max
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._write = threading.Lock()  # one writer at a time (SQLite + vector graph stay in step)
@@ -332,10 +334,15 @@ class SearchIndex:
             if not q:
                 return []
             try:
+                # BM25 over at most KEYWORD_SCAN_MAX matches, newest first: a word found in 10 % of a
+                # million segments would otherwise cost BM25 on all of them (the semantic leg sees all)
                 rows = db.execute(
-                    f"SELECT s.id FROM segments_fts f CROSS JOIN segments s ON s.id = f.rowid "
-                    f"WHERE segments_fts MATCH ? AND {where} ORDER BY f.rank LIMIT ?", [q, *args, depth])
-                out += [r[0] for r in rows if r[0] not in out]
+                    f"SELECT s.id, bm25(segments_fts) FROM segments_fts f CROSS JOIN segments s "
+                    f"ON s.id = f.rowid WHERE segments_fts MATCH ? AND {where} ORDER BY f.rowid DESC LIMIT ?",
+                    [q, *args, self.keyword_scan_max]).fetchall()
+                rows.sort(key=lambda r: r[1])
+                seen = set(out)
+                out += [r[0] for r in rows[:depth] if r[0] not in seen]
             except sqlite3.OperationalError as e:  # defensive: fts_query() should make this unreachable
                 log.warning("search: keyword query %r (from %r) failed: %s", q, query, e)
             if len(out) >= depth or q.count('"') <= 2:

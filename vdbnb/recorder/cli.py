@@ -38,8 +38,10 @@ def main(argv=None) -> int:
         return 0 if res["complete"] else 1
     from vdbnb.recorder.core import Recorder
 
-    # stdout is the protocol channel: keep everything else off it
+    # stdout is the protocol channel: keep everything else off it. stderr is a pipe to the kernel too: when the
+    # kernel dies, a log line must not raise BrokenPipeError out of the shutdown that stdin's EOF starts
     proto_out = sys.stdout
+    sys.stderr = _Tolerant(sys.stderr)
     sys.stdout = sys.stderr
     rec = Recorder(out=proto_out)
     if a.api_url:
@@ -49,6 +51,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+class _Tolerant:
+    """A text stream whose writes never raise (the reader is gone: the line is dropped)."""
+
+    def __init__(self, stream):
+        self._s = stream
+
+    def write(self, text):
+        try:
+            return self._s.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self):
+        try:
+            self._s.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
 
 
 if __name__ == "__main__":

@@ -55,8 +55,13 @@ class ScreenReader:
     little changed costs only the detection pass.
     """
 
-    def __init__(self, pad: int = 6, min_score: float = 0.5, det_scale: float = 0.5, cache_size: int = 4096):
+    def __init__(self, pad: int = 6, min_score: float = 0.5, det_scale: float = 0.5, cache_size: int = 4096,
+                 rec_margin: float = 0.0):
         self.pad = pad
+        # background added above and below each line before recognition: the recogniser scales lines to a
+        # fixed height, so a margin makes its input narrower. Measured on rendered 1080p UI text: 0.15 → ~30 %
+        # less recognition CPU but 99.3 % instead of 100 % of characters (a space or letter lost); off by default.
+        self.rec_margin = rec_margin
         self.min_score = min_score
         self.det_scale = det_scale  # text detection runs on a downscaled copy; recognition at full size
         self.cache_size = cache_size
@@ -118,7 +123,7 @@ class ScreenReader:
                     for c in crops]
             todo = [i for i, k in enumerate(keys) if k not in self._cache]
             if todo:
-                rec = eng.recognize_txt([crops[i] for i in todo])
+                rec = eng.recognize_txt([_margin(crops[i], self.rec_margin) for i in todo])
                 for i, text, score in zip(todo, rec.txts, rec.scores):
                     self._remember(keys[i], (str(text).strip(), float(score)))
         lines = []
@@ -135,6 +140,16 @@ class ScreenReader:
         self._cache[key] = value
         if len(self._cache) > self.cache_size:
             self._cache.pop(next(iter(self._cache)))
+
+
+def _margin(crop: np.ndarray, frac: float) -> np.ndarray:
+    """``crop`` with ``frac`` of its height of background colour added above and below."""
+    m = int(round(crop.shape[0] * frac))
+    if m <= 0 or crop.shape[0] < 2:
+        return crop
+    bg = np.median(np.concatenate([crop[0], crop[-1]]), axis=0).astype(crop.dtype)
+    band = np.broadcast_to(bg, (m, crop.shape[1], crop.shape[2]))
+    return np.ascontiguousarray(np.concatenate([band, crop, band]))
 
 
 def _changed(new: np.ndarray, old: np.ndarray, poly: np.ndarray, tol: int = 12) -> bool:

@@ -174,13 +174,18 @@ def create_index(rid: str, body: IndexRequest, request: Request, _: Principal = 
         mc.setdefault("engine", engine_name(llm_engine()))
     except Exception as e:
         raise APIError(400, f"no LLM engine is available for prompt-driven indexes: {e}", "AI_UNAVAILABLE") from None
-    ctx_of(request).store.insert("scene_indexes", {
+    ctx = ctx_of(request)
+    start_seq = ctx.pipelines.index_start_seq(r) if not is_audio else None
+    ctx.store.insert("scene_indexes", {
         "id": iid, "rtstream_id": rid, "collection_id": r["collection_id"], "extraction_type": et,
         "extraction_config": cfg, "prompt": body.prompt or ("Describe what is on the screen" if not is_audio else
                                                             "Summarise what was said"),
         "model_name": body.model_name, "model_config": mc, "name": body.name or
         ("audio index" if is_audio else "visual index"), "status": "connected",
-        "ws_connection_id": body.ws_connection_id, "created_at": now(), "cursor": None})
+        "ws_connection_id": body.ws_connection_id, "created_at": now(), "cursor": start_seq})
+    if is_audio and not ctx.store.one("SELECT 1 FROM sessions WHERE id=? AND status IN ('starting','active')",
+                                      (r["session_id"],)):
+        ctx.pipelines.reindex_audio(ctx.store.one("SELECT * FROM scene_indexes WHERE id=?", (iid,)), r)
     _poke(request)
     return ok(index_dict(index_row(request, rid, iid)))
 

@@ -51,6 +51,26 @@ class Pipelines:
         self.ctx.store.execute("INSERT OR REPLACE INTO pipeline_cursors VALUES (?,?,?,?)",
                                (rtstream_id, pipeline, seq, now()))
 
+    def index_start_seq(self, rts: dict) -> int:
+        """Where a new visual index begins: on a live display at the newest fragment (one GOP back), not at
+        the start of the recording; on a stopped session at the beginning (re-indexing stored media)."""
+        live = self.ctx.store.one("SELECT status FROM sessions WHERE id=?", (rts["session_id"],))
+        if live and live["status"] in ("starting", "active"):
+            return max(-1, rts["last_seq"] - 1)
+        return -1
+
+    def reindex_audio(self, idx: dict, rts: dict) -> None:
+        """A new audio index on a stream whose capture has ended is fed the stored final transcripts."""
+        import threading
+
+        def run():
+            rows = self.ctx.store.all("SELECT * FROM events WHERE rtstream_id=? AND channel='transcript' AND "
+                                      "is_final=1 ORDER BY start", (rts["id"],))
+            for r in rows:
+                self.indexer.add_to_index(idx, Event.from_row(r), rts)
+            self.indexer.flush_index(idx, rts)
+        threading.Thread(target=run, name="vdbnb-reindex", daemon=True).start()
+
     def emit(self, ev: Event, target_ws: str | None = None, webhook_url: str | None = None,
              webhook_body: dict | None = None) -> Event:
         """Alerts first (a secret is flagged, and redacted, before the result is stored), then store+push."""

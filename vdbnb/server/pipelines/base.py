@@ -39,6 +39,10 @@ class Worker:
     def process(self, rts: dict, frag: Fragment) -> None:
         raise NotImplementedError
 
+    def start_after(self, rts: dict) -> int:
+        """The last fragment seq already processed for this stream."""
+        return self.p.cursor(rts["id"], self.name)
+
     def idle(self, rts: dict) -> None:
         """Called when a stream has no new fragment (e.g. to finish after the session stopped)."""
 
@@ -57,7 +61,7 @@ class Worker:
     def _pass(self) -> None:
         depth = 0
         for rts in self.streams():
-            cur = self.p.cursor(rts["id"], self.name)
+            cur = self.start_after(rts)
             rows = self.ctx.store.all("SELECT seq, path, t1 FROM fragments WHERE rtstream_id=? AND seq>? AND seq<=? "
                                       "ORDER BY seq LIMIT ?", (rts["id"], cur, rts["last_seq"], BATCH))
             depth += max(0, rts["last_seq"] - cur)

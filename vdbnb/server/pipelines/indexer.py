@@ -58,14 +58,17 @@ class Indexer:
         idxs = self.ctx.store.all("SELECT * FROM scene_indexes WHERE rtstream_id=? AND extraction_type='transcript' "
                                   "AND status!='stopped'", (rts["id"],))
         for idx in idxs:
-            with self._lock:
-                b = self.batches.setdefault(idx["id"], {"texts": [], "start": None, "end": None})
-                b["texts"].append(ev.text)
-                b["start"] = ev.start if b["start"] is None else b["start"]
-                b["end"] = ev.end
-                full = self._full(idx, b)
-            if full:
-                self.flush_index(idx, rts)
+            self.add_to_index(idx, ev, rts)
+
+    def add_to_index(self, idx: dict, ev: Event, rts: dict) -> None:
+        with self._lock:
+            b = self.batches.setdefault(idx["id"], {"texts": [], "start": None, "end": None})
+            b["texts"].append(ev.text)
+            b["start"] = ev.start if b["start"] is None else b["start"]
+            b["end"] = ev.end
+            full = self._full(idx, b)
+        if full:
+            self.flush_index(idx, rts)
 
     @staticmethod
     def _full(idx: dict, b: dict) -> bool:

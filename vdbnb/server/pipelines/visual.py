@@ -20,6 +20,33 @@ def _intersects(a, b) -> bool:
     return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
 
 
+def _grow(boxes: list, lines: list, w: int, h: int) -> list:
+    """Grow changed boxes to whole text lines they touch, so a re-read never cuts words in half."""
+    out = []
+    for b in boxes:
+        box = tuple(b)
+        grown = True
+        while grown:
+            grown = False
+            for ln in lines:
+                if _intersects(ln.box, box):
+                    nb = (min(box[0], ln.box[0]), min(box[1], ln.box[1]), max(box[2], ln.box[2]),
+                          max(box[3], ln.box[3]))
+                    if nb != box:
+                        box, grown = nb, True
+        out.append((max(0, box[0] - 8), max(0, box[1] - 4), min(w, box[2] + 8), min(h, box[3] + 4)))
+    return out
+
+
+def _same_screen(a: tuple | None, b: tuple) -> bool:
+    """Same window and (allowing for OCR noise between two reads of the same pixels) the same text."""
+    if a is None or a[:2] != b[:2]:
+        return False
+    import difflib
+    norm = [" ".join(sorted(x.lower().split())) for x in (a[2], b[2])]
+    return difflib.SequenceMatcher(None, norm[0], norm[1], autojunk=False).ratio() >= 0.9
+
+
 class ScreenState:
     """What is on one display now: OCR lines by box, the window title, what changed since the last event."""
 
@@ -35,6 +62,7 @@ class ScreenState:
         self.new_text: list[str] = []  # lines that appeared since the last event
         self.changed_since_event = False
         self.last_frame = None
+        self.last_seq = -1
 
     def update(self, rgb: np.ndarray, t: float, force: bool = False) -> bool:
         boxes = self.detector.update(rgb)
@@ -44,7 +72,7 @@ class ScreenState:
         self.last_frame = rgb
         if not self.pending or (not force and t - self.last_ocr_t < OCR_MIN_INTERVAL):
             return False
-        boxes, self.pending = self.pending, []
+        boxes, self.pending = _grow(self.pending, self.lines, rgb.shape[1], rgb.shape[0]), []
         fresh = self.reader.read(rgb, boxes)
         keep = [ln for ln in self.lines if not any(_intersects(ln.box, b) for b in boxes)]
         old = {ln.text for ln in self.lines}
@@ -64,15 +92,29 @@ class VisualWorker(Worker):
         super().__init__(pipes)
         self.screens: dict[str, ScreenState] = {}
         self.last_emit: dict[str, float] = {}
+        self.last_sig: dict[str, tuple] = {}
 
     def streams(self) -> list[dict]:
         return self.ctx.store.all(
             "SELECT * FROM rtstreams WHERE channel_id='screen' AND id IN "
             "(SELECT rtstream_id FROM scene_indexes WHERE extraction_type!='transcript' AND status!='stopped')")
 
+    def _indexes(self, rts: dict) -> list[dict]:
+        return self.ctx.store.all("SELECT * FROM scene_indexes WHERE rtstream_id=? AND extraction_type!='transcript' "
+                                  "AND status!='stopped'", (rts["id"],))
+
+    def start_after(self, rts: dict) -> int:
+        """Each visual index has its own cursor (``scene_indexes.cursor``): a new index on a live display starts
+        at the newest fragment, one on a stopped session re-reads the stored media; frames are decoded and
+        OCR'd once for all the indexes that still need them."""
+        curs = [int(i["cursor"]) if i["cursor"] is not None else -1 for i in self._indexes(rts)]
+        return min(curs) if curs else rts["last_seq"]
+
     def process(self, rts: dict, frag: Fragment) -> None:
         from ...codec import iter_video_frames
         st = self.screens.get(rts["id"])
+        if st is not None and frag.seq <= st.last_seq:
+            st = None  # re-reading stored media from an earlier point: start from a clean screen
         if st is None:
             st = self.screens[rts["id"]] = ScreenState()
             self.stats["engine"] = "rapidocr (changed regions) + " + engine_name(llm_engine())
@@ -80,13 +122,17 @@ class VisualWorker(Worker):
         if (title, app) != (st.title, st.app):
             st.title, st.app = title, app
             st.changed_since_event = True
-        idxs = self.ctx.store.all("SELECT * FROM scene_indexes WHERE rtstream_id=? AND extraction_type!='transcript' "
-                                  "AND status!='stopped'", (rts["id"],))
+        idxs = [i for i in self._indexes(rts) if (i["cursor"] if i["cursor"] is not None else -1) < frag.seq]
+        if not idxs:
+            return
         for pts, rgb in iter_video_frames([frag]):
-            first = rts["id"] not in self.last_emit
+            first = any(i["id"] not in self.last_emit for i in idxs)
             st.update(rgb, pts, force=first)
             for idx in idxs:
                 self._maybe_emit(rts, idx, st, pts, first)
+        st.last_seq = frag.seq
+        for idx in idxs:
+            self.ctx.store.update("scene_indexes", "id", idx["id"], cursor=frag.seq)
 
     def _maybe_emit(self, rts: dict, idx: dict, st: ScreenState, t: float, first: bool) -> None:
         cfg = dec(idx["extraction_config"], {}) or {}
@@ -101,11 +147,15 @@ class VisualWorker(Worker):
         if st.pending:
             st.update(st.last_frame, t, force=True)
         screen_text = st.text()
+        sig = (st.title, st.app, screen_text)
+        if last is not None and _same_screen(self.last_sig.get(key), sig):
+            st.changed_since_event = False  # pixels moved (or encoder noise) but nothing readable changed
+            return
+        self.last_sig[key] = sig
         context = ([f"Active window: {st.title}" + (f" ({st.app})" if st.app else "")] if st.title else [])
         context += [ln for ln in screen_text.splitlines() if ln.strip()]
         if not context:
             self.last_emit[key] = t
-            self.last_emit[rts["id"]] = t
             return
         llm = llm_engine()
         images = [st.last_frame] if engine_name(llm).startswith("openai-compatible") else None
@@ -126,4 +176,3 @@ class VisualWorker(Worker):
         st.new_text = []
         st.changed_since_event = False
         self.last_emit[key] = t
-        self.last_emit[rts["id"]] = t

@@ -200,6 +200,13 @@ class ChangeDetector:
         s = self.scale
         h, w = rgb.shape[:2]
         hh, ww = h // s * s, w // s * s
+        try:  # OpenCV (installed with rapidocr) does this ~10x faster than numpy
+            import cv2
+
+            g = cv2.cvtColor(np.ascontiguousarray(rgb[:hh, :ww, :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+            return cv2.resize(g, (ww // s, hh // s), interpolation=cv2.INTER_AREA).astype(np.float32)
+        except ImportError:
+            pass
         x = rgb[:hh, :ww, :3].astype(np.float32)
         gray = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
         return gray.reshape(hh // s, s, ww // s, s).mean(axis=(1, 3))

@@ -77,3 +77,13 @@ def test_screen_text_title_alert_and_search(server):
     url = shots[0].generate_stream()
     r = httpx.get(url)
     assert r.status_code == 200 and r.content[4:8] == b"ftyp"
+    # re-index the stored media of the stopped session with a new prompt: a second, independent index
+    httpx.post(f"{server.url}/capture/session/{cap.id}/stop", headers=h).raise_for_status()
+    idx2 = screen.index_visuals(prompt="Which commands were typed?", name="commands")
+    evs2 = wait_events(server, cap.id, "visual_index",
+                       lambda e: len([x for x in e if x["index_id"] == idx2.rtstream_index_id]) >= 2)
+    mine = [x for x in evs2 if x["index_id"] == idx2.rtstream_index_id]
+    assert "Visual Studio Code" in mine[0]["text"] and "Terminal" in mine[1]["text"]
+    assert len([x for x in evs2 if x["index_id"] == idx.rtstream_index_id]) == len(evs)  # the first is untouched
+    assert {s.rtstream_index_id for s in screen.list_scene_indexes()} == {idx.rtstream_index_id,
+                                                                          idx2.rtstream_index_id}

@@ -8,11 +8,13 @@ server. It forwards raw bytes, so it carries HTTP (R1/R3) and the ingest websock
     the client times out (what a connect through a dead route looks like once the SYN is answered by a local
     middlebox) and are reset on ``restore()``.
 ``cut(acks_first=s)`` first drops only the server→client direction for ``s`` seconds: fragments still reach
-the server and are stored, their acks are lost — so the recorder must resend them and the server must
-deduplicate (the case a plain cut rarely hits).
+the server and are stored, their acks are lost — the recorder must not lose them and the server must not
+store them twice (the recorder learns the server's high-water marks from the hello of its next connection
+and resends only what is beyond them; anything resent that the server has is acked as a duplicate).
 
-Counters: connections, bytes each way, and ``dup_acks`` — ingest acks with ``"duplicate": true`` seen in the
-server→client stream (the websocket is uncompressed and server frames are unmasked, so they are plain JSON).
+Counters: connections, bytes each way, ``dropped_acks`` (ingest acks lost in a cut) and ``dup_acks`` —
+ingest acks with ``"duplicate": true`` seen in the server→client stream (the websocket is uncompressed and
+server frames are unmasked, so they are plain JSON).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import threading
 import time
 
 DUP_RE = re.compile(rb'"duplicate"\s*:\s*true')
+ACK_RE = re.compile(rb'"type"\s*:\s*"ack"')
 
 
 def _rst(sock: socket.socket) -> None:
@@ -77,6 +80,9 @@ class _Conn:
                 if not data:
                     break
                 if p.is_cut or (not up and p.acks_dropped):
+                    if not up:
+                        with p.lock:
+                            p.dropped_acks += len(ACK_RE.findall(data))
                     continue        # the link is down: bytes vanish
                 if not up:
                     buf = self.tail + data
@@ -113,6 +119,7 @@ class TcpProxy:
         self.accepted = 0
         self.held = 0
         self.dup_acks = 0
+        self.dropped_acks = 0
         self.bytes = {True: 0, False: 0}   # True: client→server
         self.cuts: list[tuple[float, float | None]] = []
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -256,3 +256,11 @@ def test_merge_overlapping_hits(tmp_path):
         m = next(h for h in merged if h.start == T0)
         assert m.end == T0 + 9 and set(m.metadata["merged_doc_ids"]) == {"p1", "p2"}
         assert merge_overlapping([]) == []
+
+
+def test_keyword_scan_is_bounded_newest_first(tmp_path):
+    with SearchIndex(tmp_path / "s.sqlite", keyword_scan_max=3) as ix:
+        ix.add([one(f"k{i}", f"alpha release note number {i}", start=T0 + i, end=T0 + i + 1) for i in range(8)])
+        hits = ix.search("alpha release", "c1", mode="keyword", limit=8)
+        assert {h.doc_id for h in hits} == {"k5", "k6", "k7"}
+        assert len(ix.search("alpha release", "c1", mode="hybrid", limit=8)) == 8  # semantic leg sees all

@@ -1,0 +1,114 @@
+"""The tutorial notebooks (notebooks/NN-*.ipynb), executed top to bottom on the rig with nbclient.
+
+Each notebook runs in a fresh python3 kernel with its own data dir (``VDBNB_DATA_DIR`` = a temp dir), on the
+rig's screens, microphone and system audio; any cell error (including the notebook's own assert cells)
+fails the test. Afterwards the embedded server the notebook started is stopped by the pid in
+``<data_dir>/server.json``. The executed copy is saved beside the data dir for inspection.
+
+    RIG_DISPLAY=:95 pytest tests/notebooks          # all five, ~2-3 min each at most
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parents[2]
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]-*.ipynb"))
+CELL_TIMEOUT = 240
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+# ---------------------------------------------------------------- fast checks of the committed files
+def test_the_five_notebooks_are_listed_in_order():
+    names = [p.name for p in NOTEBOOKS]
+    assert [n[:2] for n in names] == ["01", "02", "03", "04", "05"], names
+    readme = (NB_DIR / "README.md").read_text()
+    positions = [readme.find(n) for n in names]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), "notebooks/README.md lists them in order"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    for c in _code_cells(nb):
+        assert not c.outputs and c.execution_count is None, f"{path.name}: strip outputs before committing"
+    first = _code_cells(nb)[0].source
+    assert "VDBNB_DATA_DIR" in first, "the first code cell gives the notebook its own data dir"
+    assert any(re.search(r"^assert ", c.source, re.M) for c in _code_cells(nb)), "outputs are checked"
+
+
+def test_tutorial_input_on_a_desktop_only_prints(monkeypatch, capsys):
+    from vdbnb import tutorial
+    monkeypatch.setattr(tutorial, "_RIG", False)
+    monkeypatch.setattr(tutorial, "_human_wait", lambda s: None)
+    tutorial.say("hello there", to="system")
+    w = tutorial.show_window("Some Title", "line one\nline two", display=2)
+    tutorial.close_windows()
+    out = capsys.readouterr().out
+    assert "hello there" in out and "speakers" in out and "Some Title" in out and "display 2" in out
+    assert w.proc is None and w.geometry is None
+    with pytest.raises(ValueError):
+        tutorial.say("x", to="nowhere")
+
+
+# ---------------------------------------------------------------- the notebooks themselves, on the rig
+def _stop_server(data_dir: Path) -> None:
+    try:
+        pid = int(json.loads((data_dir / "server.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.rig
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_the_rig(rig, path, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("VDBNB_DATA_DIR", str(data_dir))       # the kernel inherits it
+    for var in ("VDBNB_URL", "VDBNB_API_KEY"):                  # always the notebook's own embedded server
+        monkeypatch.delenv(var, raising=False)
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(NB_DIR)}})
+    t0 = time.time()
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        pytest.fail(f"{path.name} failed after {time.time() - t0:.0f}s:\n{str(e)[-4000:]}", pytrace=False)
+    finally:
+        nbformat.write(nb, tmp_path / path.name)                 # the executed copy, for inspection
+        _stop_server(data_dir)
+    elapsed = time.time() - t0
+    print(f"{path.name}: {elapsed:.0f}s")
+    assert elapsed < 300, f"{path.name} took {elapsed:.0f}s; a tutorial should run in 2-3 minutes"

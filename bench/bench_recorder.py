@@ -81,8 +81,13 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--fps", type=float, default=1.0)
     ap.add_argument("--crf", type=int, default=None)
-    ap.add_argument("--audio-backend", default=os.environ.get("VDBNB_AUDIO_BACKEND", "sounddevice"))
+    ap.add_argument("--audio", default=None, help='JSON audio options, e.g. {"fragment_s": 0.5}')
+    ap.add_argument("--audio-backend", default=os.environ.get("VDBNB_AUDIO_BACKEND", "auto"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--channels", default="display:1,mic:default,system_audio:default")
+    ap.add_argument("--scene", default="top", choices=["top", "typing", "static"],
+                    help="top: an xterm running top (text changes every second, worst case); typing: a line typed "
+                         "every 3 s into an editor-like xterm; static: nothing moves")
     a = ap.parse_args(argv)
     rig_env()
     os.environ["VDBNB_AUDIO_BACKEND"] = a.audio_backend
@@ -107,8 +112,25 @@ def main(argv=None):
     token = httpx.post(url + "/capture/session/token", json={}, headers=h).json()["data"]["token"]
 
     # screen activity + speech
-    xt = subprocess.Popen(["xterm", "-T", "bench top", "-geometry", "120x40+100+100", "-e", "top", "-d", "1"],
+    if a.scene == "top":
+        cmd = ["top", "-d", "1"]
+    else:
+        cmd = ["bash", "-c", "cat /work/main/vdbnb/codec.py; cat"]
+    xt = subprocess.Popen(["xterm", "-T", f"bench {a.scene}", "-geometry", "120x40+100+100", "-e", *cmd],
                           stderr=subprocess.DEVNULL)
+    stop_type = threading.Event()
+
+    def typing():
+        time.sleep(2)
+        r = subprocess.run(["xdotool", "search", "--name", "^bench typing$"], capture_output=True, text=True)
+        wid = (r.stdout.split() or [None])[0]
+        i = 0
+        while wid and not stop_type.wait(3):
+            subprocess.run(["xdotool", "type", "--window", wid, f"line {i}: the quick brown fox\n"])
+            i += 1
+
+    if a.scene == "typing":
+        threading.Thread(target=typing, daemon=True).start()
     wav = work / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), "This is a benchmark of the vdbnb recorder. It captures the "
                     "screen, the microphone and the system audio, and sends everything to the server."], check=True)
@@ -128,7 +150,9 @@ def main(argv=None):
     video = {"fps": a.fps}
     if a.crf:
         video["crf"] = a.crf
-    c.start_session(sid, ["display:1", "mic:default", "system_audio:default"], video=video,
+    import json as _json
+
+    c.start_session(sid, a.channels.split(","), video=video, audio=_json.loads(a.audio) if a.audio else None,
                     spoolDir=str(work / "spool"))
     th = threading.Thread(target=talk, daemon=True)
     th.start()
@@ -150,6 +174,7 @@ def main(argv=None):
     done = c.stop_session()
     c.shutdown()
     stop_talk.set()
+    stop_type.set()
     xt.terminate()
     dt = t1 - t0
     cpu = 100 * (cpu1 - cpu0) / dt
@@ -166,8 +191,9 @@ def main(argv=None):
     rec_s = done["duration"]
     mb_h = total / 1e6 / rec_s * 3600
     thumbs = (n1["thumbnail"] - n0["thumbnail"]) / dt
-    levels = (n1["audio-level"] - n0["audio-level"]) / dt / 2  # per audio channel
-    print(f"\nvdbnb recorder benchmark — 1920x1080 display at {a.fps:g} fps + mic + system audio, "
+    n_audio = max(1, sum(1 for x in a.channels.split(",") if not x.startswith("display")))
+    levels = (n1["audio-level"] - n0["audio-level"]) / dt / n_audio  # per audio channel
+    print(f"\nvdbnb recorder benchmark — {a.channels} (display 1920x1080 at {a.fps:g} fps), scene {a.scene}, "
           f"audio backend {a.audio_backend}, {dt:.0f} s measured after {a.warmup:.0f} s warm-up "
           f"({os.cpu_count()} cores)")
     print(f"{'metric':40s} {'measured':>10s} {'goal':>10s}")

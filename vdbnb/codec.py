@@ -80,7 +80,8 @@ class VideoEncoder:
     def encode(self, img: np.ndarray, pts: float, fmt: str = "bgra") -> list[Packet]:
         if self.t_origin is None:
             self.t_origin = pts
-        frame = av.VideoFrame.from_ndarray(img, format=fmt)
+        frame = img if isinstance(img, av.VideoFrame) else av.VideoFrame.from_ndarray(img, format=fmt)
+        fmt = frame.format.name
         if frame.width != self.width or frame.height != self.height or fmt != "yuv420p":
             frame = frame.reformat(width=self.width, height=self.height, format="yuv420p",
                                    interpolation="FAST_BILINEAR")
@@ -121,7 +122,8 @@ class AudioEncoder:
     after a capture discontinuity.
     """
 
-    def __init__(self, channels: int = 1, bitrate: int = 12000, frame_ms: int = 60, application: str = "voip"):
+    def __init__(self, channels: int = 1, bitrate: int = 12000, frame_ms: int = 60, application: str = "voip",
+                 complexity: int = 5):
         self.channels = channels
         self.frame_ms = frame_ms
         ctx = av.CodecContext.create("libopus", "w")
@@ -129,7 +131,9 @@ class AudioEncoder:
         ctx.layout = "mono" if channels == 1 else "stereo"
         ctx.format = "s16"
         ctx.bit_rate = bitrate
-        ctx.options = {"application": application, "frame_duration": str(frame_ms), "vbr": "on"}
+        # complexity 5 (compression_level): 0.36 ms per 60 ms frame vs 0.5 ms at 10, measured; speech is fine
+        ctx.options = {"application": application, "frame_duration": str(frame_ms), "vbr": "on",
+                       "compression_level": str(complexity)}
         ctx.open()
         self.ctx = ctx
         self.n = ctx.frame_size or OPUS_RATE * frame_ms // 1000
@@ -229,12 +233,21 @@ class Fragmenter:
     def flush(self) -> list[Fragment]:
         return [self._cut()] if self._pk else []
 
-    def _cut(self) -> Fragment:
+    def tick(self, now: float, gop_s: float) -> list[Fragment]:
+        """Video with skipped (unchanged) frames: close the open GOP once it spans ``gop_s`` so that it does
+        not wait for the next change; its t1 is ``now`` (the screen was verified unchanged until then)."""
+        if self._pk and now - self._pk[0].pts >= gop_s - 1e-6:
+            return [self._cut(t1=now)]
+        return []
+
+    def _cut(self, t1: float | None = None) -> Fragment:
         pk, self._pk = self._pk, []
         t0 = pk[0].pts
-        t1 = max(p.pts + p.dur for p in pk)
-        if self.kind == "video":
-            t1 = min(t1, pk[-1].pts + self.codec_info.get("gop_s", 2.0))
+        if t1 is None:
+            t1 = max(p.pts + p.dur for p in pk)
+            if self.kind == "video":
+                t1 = min(t1, pk[-1].pts + self.codec_info.get("gop_s", 2.0))
+        t1 = max(t1, t0)
         if self.kind == "audio" and self.compact:
             # audio packets are all keyframes of codec_info["frame_ms"]: pts and size say everything
             packets = [{"pts": round(p.pts, 4), "size": len(p.data)} for p in pk]

@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=int, default=48000)
     ap.add_argument("--channels", type=int, default=1)
-    ap.add_argument("--block", type=int, default=960)
+    ap.add_argument("--block", type=int, default=2880)
     ap.add_argument("--device", default="pulse")
     ap.add_argument("--stall", type=float, default=2.0, help="exit if no audio for this long (device gone)")
     a = ap.parse_args(argv)

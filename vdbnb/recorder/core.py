@@ -59,6 +59,13 @@ class Pipeline:
             except Exception as e:  # noqa: BLE001
                 self.error = f"video encode failed: {e}"
 
+    def tick_video(self, ts):
+        """A tick whose frame was not encoded (unchanged screen)."""
+        with self.lock:
+            if self.closed:
+                return
+            self._out(self.frag.tick(ts, self.enc.gop_s))
+
     def feed_audio(self, pcm, ts):
         with self.lock:
             if self.closed:
@@ -90,6 +97,42 @@ class Session:
         self.lost: dict[str, str] = {}
 
 
+class SourceWatcher:
+    """``pactl subscribe`` on a thread: when a source is removed, ``on_change()`` is called. PulseAudio moves a
+    stream whose source vanished to another source (module-rescue-streams): without this, a vanished device would
+    silently be replaced by the default one."""
+
+    def __init__(self, on_change):
+        self.on_change = on_change
+        self.proc = None
+        self.thread = None
+
+    def start(self):
+        import shutil
+        import subprocess
+
+        if self.thread is not None or not shutil.which("pactl"):
+            return
+        self.proc = subprocess.Popen(["pactl", "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, text=True, env={**os.environ, "LC_ALL": "C"})
+        self.thread = threading.Thread(target=self._run, name="pactl-subscribe", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for line in self.proc.stdout:
+            if "'remove' on source" in line or "on server" in line:
+                self.on_change()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+        self.thread = None
+
+
 class Recorder:
     def __init__(self, out=None):
         self.out = out or sys.stdout
@@ -105,6 +148,7 @@ class Recorder:
         self.log_level = "info"
         self._chan_cache: dict[str, devices.ChannelInfo] = {}
         self.counters = {"thumbnail": 0, "audio-level": 0}
+        self.watcher = SourceWatcher(self._sources_changed)
 
     # ---------------------------------------------------------------- output
     def write(self, msg: dict):
@@ -241,6 +285,9 @@ class Recorder:
 
     def _channel_lost(self, cid: str, reason: str):
         src = self.sources.pop(cid, None)
+        if src is None and (self.session is None or cid in self.session.lost
+                            or cid not in self.session.pipelines):
+            return  # already reported
         self.preview_channels.discard(cid)
         if src:
             threading.Thread(target=src.stop, daemon=True).start()
@@ -253,6 +300,26 @@ class Recorder:
         self.emit("error", {"code": "CHANNEL_LOST", "channel_id": cid,
                             "message": f"{cid} stopped: {reason}; the other channels go on"})
 
+    def _sources_changed(self):
+        if self.loop:
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._check_sources()))
+
+    async def _check_sources(self):
+        audio = {cid: src for cid, src in self.sources.items() if isinstance(src, AudioSource)}
+        if not audio:
+            return
+        try:
+            names = {x["name"] for x in devices.parse_sources(await asyncio.to_thread(devices._pactl, "list",
+                                                                                      "sources"))}
+        except Exception as e:  # noqa: BLE001 - the sound server itself went away
+            names = set()
+            why = f"sound server unavailable: {e}"
+        else:
+            why = None
+        for cid, src in audio.items():
+            if src.source not in names:
+                self._channel_lost(cid, why or f"audio source {src.source!r} was removed from the sound server")
+
     def _source(self, info: devices.ChannelInfo):
         src = self.sources.get(info.channel_id)
         if src is not None:
@@ -262,6 +329,7 @@ class Recorder:
             src = ScreenSource(info.channel_id, idx, self.tracker, self.emit, self._lost_cb)
         else:
             src = AudioSource(info.channel_id, info.extra["source"], self.emit, self._lost_cb)
+            self.watcher.start()
         self.sources[info.channel_id] = src
         return src
 
@@ -401,6 +469,7 @@ class Recorder:
                     src.privacy = privacy
                     src.paused = False
                     src.encoder_cb = pl.feed_video
+                    src.tick_cb = pl.tick_video
                 else:
                     src.paused = False
                     src.encoder_cb = pl.feed_audio
@@ -463,6 +532,8 @@ class Recorder:
             src = self.sources.get(cid)
             if src:
                 src.encoder_cb = None
+                if isinstance(src, ScreenSource):
+                    src.tick_cb = None
                 src.paused = False
                 if isinstance(src, ScreenSource):
                     src.privacy = Privacy()
@@ -511,6 +582,7 @@ class Recorder:
         for src in list(self.sources.values()):
             await asyncio.to_thread(src.stop)
         self.sources.clear()
+        self.watcher.stop()
 
     async def cmd_shutdown(self, p):
         async with self._op_lock:

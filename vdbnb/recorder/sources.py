@@ -21,7 +21,7 @@ import numpy as np
 from vdbnb.recorder.x11 import Win, WindowTracker, matching_windows
 
 AUDIO_RATE = 48000
-BLOCK = 960  # 20 ms per read
+BLOCK = 2880  # 60 ms per read = one Opus frame; one level event per block (16.7 Hz)
 
 
 class Privacy:
@@ -71,20 +71,18 @@ def apply_masks(img: np.ndarray, mon: dict, boxes, display_id: str) -> int:
     return n
 
 
-def make_thumbnail(bgra: np.ndarray, width: int = 320, quality: int = 70) -> tuple[bytes, int, int]:
+def make_thumbnail(bgra, width: int = 320, quality: int = 70) -> tuple[bytes, int, int]:
+    """Downscaled JPEG of a BGRA ndarray or an av.VideoFrame (swscale area filter, then PIL JPEG)."""
+    import av
     from PIL import Image
 
-    h, w = bgra.shape[:2]
-    im = Image.frombuffer("RGB", (w, h), bgra.tobytes() if not bgra.flags.c_contiguous else bgra,
-                          "raw", "BGRX", 0, 1)
-    factor = max(1, w // width)
-    if factor > 1:
-        im = im.reduce(factor)
-    if im.width != width:
-        im = im.resize((width, max(1, round(im.height * width / im.width))))
+    frame = bgra if isinstance(bgra, av.VideoFrame) else av.VideoFrame.from_ndarray(bgra, format="bgra")
+    h = max(2, round(frame.height * width / frame.width))
+    # FAST_BILINEAR: 1.1 ms for 1080p → 320 px (AREA: 3.8 ms), measured; fine for a live preview
+    small = frame.reformat(width=width, height=h, format="rgb24", interpolation="FAST_BILINEAR").to_ndarray()
     buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
-    return buf.getvalue(), im.width, im.height
+    Image.fromarray(small).save(buf, "JPEG", quality=quality)
+    return buf.getvalue(), width, h
 
 
 class ScreenSource:
@@ -101,6 +99,7 @@ class ScreenSource:
         self.thumb_width = 320
         self.preview = False
         self.encoder_cb: Callable[[np.ndarray, float, dict], None] | None = None
+        self.tick_cb: Callable[[float], None] | None = None
         self.enc_fps = 2.0
         self.paused = False
         self.privacy = Privacy()
@@ -114,6 +113,7 @@ class ScreenSource:
         self.skip_static = True
         self.heartbeat_s = 10.0
         self._prev_raw = None
+        self._frame = None
         self._prev_state = None
         self._last_enc = 0.0
 
@@ -140,6 +140,20 @@ class ScreenSource:
         self.preview = False
         self.encoder_cb = None
         self.update()
+
+    def _frame_of(self, buf, w: int, h: int):
+        """A BGRA av.VideoFrame of the grab, reusing one buffer (0.6 ms vs 2.4 ms for from_ndarray)."""
+        import av
+
+        f = self._frame
+        if f is None or f.width != w or f.height != h:
+            f = self._frame = av.VideoFrame(w, h, "bgra")
+        pl = f.planes[0]
+        if pl.line_size != w * 4:
+            return av.VideoFrame.from_ndarray(np.frombuffer(buf, np.uint8).reshape(h, w, 4), format="bgra")
+        pl.update(buf if not isinstance(buf, np.ndarray) else buf.tobytes() if not buf.flags.c_contiguous
+                  else memoryview(buf).cast("B"))
+        return f
 
     def _run(self):
         from vdbnb.recorder.devices import _mss
@@ -183,6 +197,7 @@ class ScreenSource:
             self.stats["grabs"] += 1
             self.stats["grab_ms"] += (g1 - g0) * 1000
             img = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+            masked = False
             privacy = self.privacy
             if privacy.patterns:
                 # fail closed: no frame leaves before the window list is known
@@ -198,12 +213,18 @@ class ScreenSource:
             paused = self.paused
             if paused:
                 img = np.zeros_like(img)
+                masked = True
             elif privacy:
                 img = img.copy()
                 apply_masks(img, mon, privacy.boxes(wins), self.channel_id)
+                masked = True
+            frame = None
             if self.preview or recording:
                 try:
-                    jpg, w, h = make_thumbnail(img, self.thumb_width)
+                    import av
+
+                    frame = self._frame_of(img if masked else shot.raw, shot.width, shot.height)
+                    jpg, w, h = make_thumbnail(frame, self.thumb_width)
                     self.stats["thumbs"] += 1
                     self.emit("thumbnail", {"channel_id": self.channel_id, "ts": ts, "width": w, "height": h,
                                             "paused": paused,
@@ -218,6 +239,9 @@ class ScreenSource:
                 if same and ts - self._last_enc < self.heartbeat_s:
                     due = False
                     self.stats["skipped_static"] = self.stats.get("skipped_static", 0) + 1
+                    tcb = self.tick_cb
+                    if tcb is not None:
+                        tcb(ts)
                 else:
                     self._prev_raw, self._prev_state, self._last_enc = shot.raw, state, ts
             if due:
@@ -232,7 +256,7 @@ class ScreenSource:
                     meta["window_title"] = meta["app"] = None
                 cb = self.encoder_cb
                 if cb is not None:
-                    cb(img, ts, meta)
+                    cb(frame if frame is not None else img, ts, meta)
                 self.stats["encoded"] += 1
             if time.time() - last_geo_check > 2.0:
                 last_geo_check = time.time()
@@ -248,7 +272,13 @@ class ScreenSource:
 
 
 def _audio_backend() -> str:
-    return os.environ.get("VDBNB_AUDIO_BACKEND", "sounddevice")
+    """``parec`` when installed (it ships with pactl, which channel listing needs anyway), else the sounddevice
+    worker. Measured on the rig, per audio channel: parec 0.25–0.35 % of a core, the sounddevice worker
+    (a Python process per channel) 1.3–1.5 % and ~60 MB RSS. Override with VDBNB_AUDIO_BACKEND."""
+    b = os.environ.get("VDBNB_AUDIO_BACKEND", "auto")
+    if b == "auto":
+        return "parec" if shutil.which("parec") else "sounddevice"
+    return b
 
 
 class AudioSource:
@@ -256,7 +286,7 @@ class AudioSource:
     float32 PCM; a reader thread timestamps blocks on the shared clock, emits levels, feeds the encoder."""
 
     def __init__(self, channel_id: str, source: str, emit: Callable[[str, dict], None],
-                 on_lost: Callable[[str, str], None], level_hz: float = 20.0, channels: int = 1):
+                 on_lost: Callable[[str, str], None], level_hz: float = 16.0, channels: int = 1):
         self.channel_id = channel_id
         self.source = source
         self.emit = emit
@@ -292,7 +322,7 @@ class AudioSource:
         env = {**os.environ}
         if self.backend == "parec" and shutil.which("parec"):
             return ([shutil.which("parec"), f"--device={self.source}", "--format=float32le",
-                     f"--rate={AUDIO_RATE}", f"--channels={self.channels}", "--latency-msec=20", f"--process-time-msec=20",
+                     f"--rate={AUDIO_RATE}", f"--channels={self.channels}", "--latency-msec=30", "--process-time-msec=30",
                      "--raw"], env)
         env["PULSE_SOURCE"] = self.source
         return ([sys.executable, "-m", "vdbnb.recorder.audio_worker", "--rate", str(AUDIO_RATE),
@@ -358,7 +388,7 @@ class AudioSource:
     def _run_once(self) -> tuple[int, str | None]:
         p = self.proc
         nbytes = BLOCK * 4 * self.channels
-        win = int(AUDIO_RATE / self.level_hz)
+        win = min(int(AUDIO_RATE / self.level_hz), BLOCK)
         lvl_buf: list[np.ndarray] = []
         lvl_n = 0
         anchor: float | None = None

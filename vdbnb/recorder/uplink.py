@@ -3,6 +3,7 @@ spool of every unacknowledged fragment, resend after reconnect. See docs/ingest.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import re
@@ -45,10 +46,14 @@ class Spool:
     def __init__(self, root: Path, session_id: str):
         self.dir = Path(root) / safe(session_id)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._named: set[str] = set()
+        self._dirs: dict[str, Path] = {}
 
     def chan_dir(self, channel_id: str) -> Path:
-        d = self.dir / safe(channel_id)
-        d.mkdir(parents=True, exist_ok=True)
+        d = self._dirs.get(channel_id)
+        if d is None:
+            d = self._dirs[channel_id] = self.dir / safe(channel_id)
+            d.mkdir(parents=True, exist_ok=True)
         return d
 
     def write(self, frag: Fragment) -> tuple[Path, bytes]:
@@ -59,8 +64,9 @@ class Spool:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, p)
-        (d / "next_seq").write_text(str(frag.seq + 1))
-        (d / "channel_id").write_text(frag.channel_id)
+        if frag.channel_id not in self._named:
+            (d / "channel_id").write_text(frag.channel_id)
+            self._named.add(frag.channel_id)
         return p, data
 
     def next_seq(self, channel_id: str) -> int:
@@ -126,7 +132,8 @@ class Uplink:
         self.last_error: str | None = None
         self.hello: dict | None = None
         self._acked_set: dict[str, set[int]] = {}
-        self._ever_sent: set[tuple[str, int]] = set()
+        self._outq: collections.deque = collections.deque()   # to send on the current connection
+        self._max_sent: dict[str, int] = {}
 
     # ---------------------------------------------------------------- REST
     async def _post(self, path: str, body: dict | None = None) -> dict:
@@ -181,13 +188,15 @@ class Uplink:
     # ---------------------------------------------------------------- fragments
     def submit_threadsafe(self, loop: asyncio.AbstractEventLoop, frag: Fragment):
         """From a source thread: spool the fragment now, then let the loop send it."""
-        path, _ = self.spool.write(frag)
-        loop.call_soon_threadsafe(self._enqueue, frag.channel_id, frag.seq, path)
+        path, data = self.spool.write(frag)
+        loop.call_soon_threadsafe(self._enqueue, frag.channel_id, frag.seq, path, data)
 
-    def _enqueue(self, cid: str, seq: int, path: Path):
+    def _enqueue(self, cid: str, seq: int, path: Path, data: bytes | None = None):
         if seq <= self.acked_last.get(cid, -1):
             return
         self.pending.setdefault(cid, {})[seq] = path
+        # while disconnected keep only the path: a long outage must not pile fragments up in memory
+        self._outq.append((cid, seq, path, data if self.connected.is_set() else None))
         self._wake.set()
 
     def unacked(self) -> dict[str, int]:
@@ -244,7 +253,6 @@ class Uplink:
             delay = min(self.backoff_cap, delay * 2)
 
     async def _session(self, ws):
-        sent: set[tuple[str, int]] = set()
         inflight: dict[tuple[str, int], int] = {}
 
         async def reader():
@@ -290,31 +298,40 @@ class Uplink:
                                         "message": f"server rejected fragment {cid}#{seq}: {m.get('message')}"})
                     self._wake.set()
 
-        rtask = asyncio.create_task(reader())
+        async def reader_wrap():
+            try:
+                await reader()
+            finally:
+                self._wake.set()
+
+        # a new connection resends everything unacknowledged, in seq order (channels interleaved)
+        self._outq = collections.deque(sorted(((c, q, p, None) for c, d in self.pending.items()
+                                               for q, p in d.items()), key=lambda x: (x[1], x[0])))
+        rtask = asyncio.create_task(reader_wrap())
         try:
             while not rtask.done():
-                todo = sorted(((s, c, p) for c, d in self.pending.items() for s, p in d.items()
-                               if (c, s) not in sent), key=lambda x: (x[0], x[1]))
-                # interleave channels in time order: sort by seq per channel, channel by t order ~ seq
-                for seq, cid, path in todo:
-                    try:
-                        data = path.read_bytes()
-                    except OSError:
-                        self.pending.get(cid, {}).pop(seq, None)
-                        continue
+                while self._outq and not rtask.done():
+                    cid, seq, path, data = self._outq.popleft()
+                    if seq not in self.pending.get(cid, {}):
+                        continue  # acked meanwhile
+                    if data is None:
+                        try:
+                            data = path.read_bytes()
+                        except OSError:
+                            self.pending.get(cid, {}).pop(seq, None)
+                            continue
                     await ws.send(data)
-                    sent.add((cid, seq))
                     inflight[(cid, seq)] = len(data)
                     self.stats["sent"] += 1
-                    if (cid, seq) in self._ever_sent:
+                    if seq <= self._max_sent.get(cid, -1):
                         self.stats["resent"] += 1
-                    self._ever_sent.add((cid, seq))
+                    else:
+                        self._max_sent[cid] = seq
+                if rtask.done():
+                    break
                 self._wake.clear()
-                if any((c, s) not in sent for c, d in self.pending.items() for s in d):
-                    continue
-                waiter = asyncio.create_task(self._wake.wait())
-                await asyncio.wait({waiter, rtask}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                if not self._outq:
+                    await self._wake.wait()
             rtask.result()
         finally:
             rtask.cancel()

@@ -25,7 +25,7 @@ class WindowTracker:
 
     Without python-xlib or an X display it stays empty (title/app become None)."""
 
-    def __init__(self, hz: float = 4.0):
+    def __init__(self, hz: float = 2.0):
         self.hz = hz
         self._lock = threading.Lock()
         self._active: Win | None = None

@@ -14,6 +14,7 @@ notebook runs unchanged on both::
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import shutil
@@ -178,3 +179,6 @@ def close_windows() -> None:
     """Close every window opened by :func:`show_window`."""
     for w in list(_WINDOWS):
         w.close()
+
+
+atexit.register(close_windows)   # a kernel that shuts down (or a failed run) leaves no windows behind

@@ -64,7 +64,7 @@ def timeline(events_df: pd.DataFrame, levels: Any = None, ax: Any = None, title:
         lanes = [E.MIC, E.SCREEN]
     y = {name: i for i, name in enumerate(reversed(lanes))}
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 0.8 + 0.7 * len(lanes)))
+        _, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * len(lanes)), layout="constrained")
 
     def rel(v: float | None) -> float | None:
         return None if v is None or (isinstance(v, float) and np.isnan(v)) or t0 is None else v - t0
@@ -75,7 +75,7 @@ def timeline(events_df: pd.DataFrame, levels: Any = None, ax: Any = None, title:
             g = g.sort_values("t")
             r = np.clip(g["rms"].to_numpy(float) / max(0.05, float(g["rms"].max())), 0, 1) * 0.38
             base = y[lane]
-            ax.fill_between(g["t"].to_numpy(float), base - r, base + r, color=COLORS["level"], alpha=0.45, lw=0)
+            ax.fill_between(g["t"].to_numpy(float), base - r, base + r, color="#111827", alpha=0.3, lw=0, zorder=3)
 
     handles: dict[str, Any] = {}
     for _, r in df.iterrows():

@@ -38,3 +38,20 @@ def test_status_reports_unreachable_server_with_what_to_do(ip, monkeypatch, caps
         ip.run_line_magic("vdbnb", "status")
     html = "".join(o.data.get("text/html", "") for o in cap.outputs)
     assert "health check failed" in html and "What to do" in html
+
+
+def test_status_and_search_against_a_real_server(ip, server, monkeypatch):
+    from IPython.utils.capture import capture_output
+
+    from vdbnb import magics
+    monkeypatch.setenv("VDBNB_URL", server.url)
+    monkeypatch.setenv("VDBNB_API_KEY", server.api_key)
+    monkeypatch.setitem(magics._STATE, "conn", None)
+    ip.run_line_magic("load_ext", "vdbnb")
+    with capture_output() as cap:
+        ip.run_line_magic("vdbnb", "status")
+    html = "".join(o.data.get("text/html", "") for o in cap.outputs)
+    assert server.url in html and "capture session(s)" in html and "failed" not in html, html
+    df = ip.run_line_magic("vdbnb", "search delivery truck")
+    assert list(df.columns)[:3] == ["score", "text", "ts"]
+    assert ip.user_ns["_vdbnb_search"] is not None

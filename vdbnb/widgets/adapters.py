@@ -68,6 +68,7 @@ class RecorderSource:
         self.session: Any = None
         self.rtstreams: dict[str, Any] = {}
         self.indexes: list[Any] = []
+        self._closed = False
         client.on_event(self._dispatch)
 
     # ---- PreviewSource
@@ -95,7 +96,8 @@ class RecorderSource:
             self._emit("error", err if isinstance(err, dict) else {"message": str(err)})
 
     def stop_preview(self) -> None:
-        self.client.stop_preview()
+        if not self._closed:
+            self.client.stop_preview()
 
     def start(self, channels: list[str]) -> Any:
         self.list_channels()
@@ -139,6 +141,9 @@ class RecorderSource:
         self.client.resume([channel_id])
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._own_client:
             self.client.shutdown()
 

@@ -141,6 +141,7 @@ class CapturePanel(anywidget.AnyWidget):
         self._pipeline_notes: dict[str, tuple[str, float]] = {}
         self._unsubs: list[Callable[[], None]] = []
         self._pending: list[E.Event] = []
+        self._level_hist: collections.deque = collections.deque(maxlen=200_000)  # ~30 min of 4 meters at 30 Hz
         self._session: Any = None
         self._closed = threading.Event()
         self.stats = {"thumb_msgs": 0, "thumb_bytes": 0, "level_msgs": 0, "level_samples": 0, "dropped_thumbs": 0}
@@ -181,6 +182,24 @@ class CapturePanel(anywidget.AnyWidget):
     def transcript_df(self):
         """Final transcript lines so far (one row per utterance)."""
         return transcript_frame(self._live.snapshot())
+
+    @property
+    def levels(self):
+        """Audio levels seen so far (``channel_id, ts, rms``; ts in epoch seconds), for :func:`vdbnb.plots.timeline`."""
+        import pandas as pd
+        with self._lock:
+            rows = list(self._level_hist)
+        return pd.DataFrame(rows, columns=["channel_id", "ts", "rms"])
+
+    def plot(self, ax: Any = None):
+        """Timeline of this session: speech, screen changes, alerts, and the recorded audio levels."""
+        from vdbnb.plots import timeline
+        df = self.events
+        lv = self.levels
+        s0 = df.attrs.get("session_start")
+        if s0 is not None and len(lv):
+            lv = lv[(lv["ts"] >= s0) & lv["channel_id"].isin(self.selected)]  # the recorded channels
+        return timeline(df, levels=lv if len(lv) else None, ax=ax, title=self.session_id or None)
 
     def start(self, channels: list[str] | None = None) -> Any:
         """Start recording the given channel ids (default: the ticked ones). Returns the session."""
@@ -250,7 +269,7 @@ class CapturePanel(anywidget.AnyWidget):
         self._last_seen[channel_id] = time.monotonic()
 
     def close(self) -> None:
-        if not hasattr(self, "_closed"):  # __init__ failed before the panel was wired
+        if not hasattr(self, "_closed") or self._closed.is_set():  # not wired, or closed already (__del__)
             return super().close()
         self._closed.set()
         for u in self._unsubs:
@@ -293,6 +312,7 @@ class CapturePanel(anywidget.AnyWidget):
             with self._lock:
                 q = self._levels.setdefault(cid, [])
                 q.append((round(float(ts), 4), round(rms, 5), round(peak, 5)))
+                self._level_hist.append((cid, float(ts), rms))
                 if len(q) > 64:  # nobody is draining (no pump yet): keep the newest
                     del q[:-64]
                 self._last_seen[cid] = now

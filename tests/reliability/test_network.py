@@ -1,4 +1,4 @@
-"""The link between the recorder and the server goes down for 60 s (tests/reliability/proxy.py on 127.0.0.1
+"""The link between the recorder and the server goes down for 8 s and for 60 s (tests/reliability/proxy.py on 127.0.0.1
 between them, carrying both the REST calls and the ingest websocket; the recorder's api URL points at it).
 First only the acks are lost for 1.5 s (fragments reach the server, the recorder never hears back), then
 everything: open connections reset, new ones black-holed. The real recorder on the rig spools to disk, keeps
@@ -15,17 +15,24 @@ import pytest
 from vdbnb.capture import SyncCaptureClient
 
 from .proxy import TcpProxy
-from .relutil import Server, db_fragments, gaps, integrity_check, new_session, stored, wait_until
+from .relutil import Server, db_fragments, gaps, integrity_check, new_session, session_row, stored, wait_until
 
 CH = ["display:1", "mic:default", "system_audio:default"]
-CUT_S = float(os.environ.get("VDBNB_CUT_S", "60"))
+GRACE = os.environ.get("VDBNB_RECORDER_GRACE_S")   # the server's; default 10 s
+BUG_GRACE = ("BUG (reported): an outage longer than the server's recorder grace (VDBNB_RECORDER_GRACE_S, 10 s) "
+             "ends the session (recorder_lost); every fragment spooled meanwhile and captured afterwards is then "
+             "nacked SESSION_NOT_RECORDING, and the recorder deletes them with its spool at stop")
 
 
 @pytest.mark.slow
 @pytest.mark.rig
-def test_link_down_60s(rig, tmp_path):
+@pytest.mark.parametrize("cut_s", [
+    8.0,
+    pytest.param(60.0, marks=pytest.mark.xfail(not GRACE or float(GRACE) <= 60, reason=BUG_GRACE, strict=True)),
+])
+def test_link_down(rig, tmp_path, cut_s):
     spool = tmp_path / "spool"
-    srv = Server(tmp_path / "data").start()
+    srv = Server(tmp_path / "data", env={"VDBNB_RECORDER_GRACE_S": GRACE} if GRACE else None).start()
     proxy = TcpProxy(srv.port).start()
     c = None
     try:
@@ -41,7 +48,7 @@ def test_link_down_60s(rig, tmp_path):
         time.sleep(3)
         with pytest.raises(httpx.HTTPError):            # HTTP is cut too
             httpx.get(proxy.url + "/health", timeout=3)
-        time.sleep(max(0.0, CUT_S - (time.time() - t_cut)))
+        time.sleep(max(0.0, cut_s - (time.time() - t_cut)))
         mid = c.stats()
         on_spool = len(list((spool / sid).rglob("*.frag")))
         proxy.restore()
@@ -50,12 +57,17 @@ def test_link_down_60s(rig, tmp_path):
         t_drain = time.time() - t_up
         time.sleep(3)
         done = c.stop_session()
+        errors = [e.payload for e in c.events if e.event == "error"]
     finally:
         if c:
             c.shutdown()
         proxy.close()
     try:
         unacked_mid = sum(mid["unacked"].values())
+        print(f"\nLINK DOWN {cut_s:.0f}s: session {session_row(srv, sid)['status']} "
+              f"({session_row(srv, sid)['error']}), {done['upload']['nacked']} fragments nacked, e.g. "
+              f"{errors[:1]}")
+        assert not errors and not done["upload"]["nacked"], (errors[:5], done["upload"])
         assert done["status"] == "complete" and not done["unacked"], done
         on_disk, in_db = stored(srv.data_dir, sid), db_fragments(srv.data_dir, sid)
         holes = {}
@@ -65,7 +77,7 @@ def test_link_down_60s(rig, tmp_path):
             if cid != "display:1":
                 holes[cid] = gaps(on_disk[cid])
         up = done["upload"]
-        print(f"\nLINK DOWN {CUT_S:.0f}s (+1.5 s acks only): {unacked_mid} fragments waited in the spool "
+        print(f"\nLINK DOWN {cut_s:.0f}s (server grace {GRACE or 10} s) (+1.5 s acks only): {unacked_mid} fragments waited in the spool "
               f"({on_spool} files on disk at the end of the cut), {proxy.dropped_acks} acks lost, "
               f"{proxy.held} connection attempts black-holed, {up['reconnects']} reconnects, {up['resent']} "
               f"resent, {proxy.dup_acks} acked as duplicates; drained {t_drain:.1f}s after restore; "

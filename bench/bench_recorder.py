@@ -81,6 +81,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--fps", type=float, default=1.0)
     ap.add_argument("--crf", type=int, default=None)
+    ap.add_argument("--video", default=None, help='JSON video options, e.g. {"gop_s": 10, "max_width": 1280}')
     ap.add_argument("--audio", default=None, help='JSON audio options, e.g. {"fragment_s": 0.5}')
     ap.add_argument("--audio-backend", default=os.environ.get("VDBNB_AUDIO_BACKEND", "auto"))
     ap.add_argument("--keep", action="store_true")
@@ -151,6 +152,9 @@ def main(argv=None):
     if a.crf:
         video["crf"] = a.crf
     import json as _json
+
+    if a.video:
+        video.update(_json.loads(a.video))
 
     c.start_session(sid, a.channels.split(","), video=video, audio=_json.loads(a.audio) if a.audio else None,
                     spoolDir=str(work / "spool"))

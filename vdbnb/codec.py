@@ -212,6 +212,8 @@ class Fragmenter:
         self.seq = start_seq
         self.max_s = max_s
         self.compact = True
+        self.info_every = 40
+        self._n_cut = 0
         self._pk: list[Packet] = []
         self._meta: dict[str, Any] = {}
 
@@ -254,10 +256,14 @@ class Fragmenter:
         else:
             packets = [{"pts": round(p.pts, 4), "dur": round(p.dur, 4), "size": len(p.data), "key": p.key}
                        for p in pk]
+        # codec_info: on every video fragment; on audio every `info_every` fragments and the first of a run
+        # (the header outweighs a 0.25 s Opus payload 4:1 otherwise; decoders default to 48 kHz mono)
+        with_info = self.kind == "video" or self._n_cut % self.info_every == 0
+        self._n_cut += 1
         frag = Fragment(channel_id=self.channel_id, seq=self.seq, kind=self.kind, codec=self.codec,
                         t0=round(t0, 4), t1=round(t1, 4), packets=packets,
                         payload=b"".join(p.data for p in pk),
-                        codec_info={k: v for k, v in self.codec_info.items() if k != "gop_s"},
+                        codec_info={k: v for k, v in self.codec_info.items() if k != "gop_s"} if with_info else {},
                         meta=dict(self._meta))
         self._meta = {}
         self.seq += 1

@@ -23,7 +23,7 @@ PREFIX = "videodb_recorder|"
 VERSION = "0.1.0"
 
 DEFAULT_VIDEO = {"fps": 2.0, "crf": 32, "gop_s": 2.0, "scale": None, "max_width": None, "preset": "veryfast",
-                 "skip_static": True, "heartbeat_s": 10.0}
+                 "skip_static": True, "heartbeat_s": 60.0}
 DEFAULT_AUDIO = {"bitrate": 12000, "channels": 1, "frame_ms": 60}
 
 
@@ -464,7 +464,7 @@ class Recorder:
                 if isinstance(src, ScreenSource):
                     src.enc_fps = float(info.extra.get("fps", DEFAULT_VIDEO["fps"]))
                     src.skip_static = bool(info.extra.get("skip_static", True))
-                    src.heartbeat_s = float(info.extra.get("heartbeat_s", 10.0))
+                    src.heartbeat_s = float(info.extra.get("heartbeat_s", 60.0))
                     src._prev_raw = None
                     src.privacy = privacy
                     src.paused = False

@@ -111,7 +111,7 @@ class ScreenSource:
         # an unchanged screen is not re-encoded (the last frame holds: variable frame rate), except for a
         # heartbeat frame every heartbeat_s; set skip_static=False for constant frame rate
         self.skip_static = True
-        self.heartbeat_s = 10.0
+        self.heartbeat_s = 60.0
         self._prev_raw = None
         self._frame = None
         self._prev_state = None

@@ -9,11 +9,12 @@ import threading
 from pathlib import Path
 
 from ..fragments import Fragment, FragmentError, unpack
-from .sessions import ACTIVE, STARTING, STOPPING, Sessions
+from .sessions import ACTIVE, STARTING, STOPPED, STOPPING, Sessions
 from .store import Store, now
 
 log = logging.getLogger("vdbnb.server.ingest")
 ACCEPTING = (STARTING, ACTIVE, STOPPING)
+LATE_GRACE_S = 5.0  # a stopped session still takes media captured before its stop (a spool drained late)
 MAX_FRAGMENT_S = 60.0     # a GOP is <= 2 s, an audio fragment <= 0.5 s: anything longer is not ours
 CLOCK_SLACK_S = 3600.0    # recorder clock vs this server's clock
 
@@ -69,9 +70,12 @@ class Ingest:
         with self._lock(s["id"]):
             if self.store.one("SELECT 1 FROM fragments WHERE rtstream_id=? AND seq=?", (s["id"], frag.seq)):
                 return frag, True
-            if sess["status"] not in ACCEPTING:
-                raise IngestError("SESSION_NOT_RECORDING", f"session {session_id} is {sess['status']}; "
-                                  "fragments are accepted only while it is starting, active or stopping", 409)
+            late = (sess["status"] == STOPPED and sess["stopped_at"] is not None
+                    and frag.t0 <= sess["stopped_at"] + LATE_GRACE_S)
+            if sess["status"] not in ACCEPTING and not late:
+                raise IngestError("SESSION_NOT_RECORDING", f"session {session_id} is {sess['status']}; fragments "
+                                  "are accepted while it is starting, active or stopping, and after it stopped "
+                                  "only for media captured before the stop", 409)
             expected = "video" if s["channel_id"] == "screen" else "audio"
             if frag.kind != expected:
                 raise IngestError("BAD_KIND", f"channel {frag.channel_id} carries {expected}, not {frag.kind}")

@@ -3,7 +3,8 @@
 Each notebook runs in a fresh python3 kernel with its own data dir (``VDBNB_DATA_DIR`` = a temp dir), on the
 rig's screens, microphone and system audio; any cell error (including the notebook's own assert cells)
 fails the test. Afterwards the embedded server the notebook started is stopped by the pid in
-``<data_dir>/server.json``. The executed copy is saved beside the data dir for inspection.
+``<data_dir>/server.json``. The executed copy and the server log are saved in ``tests/notebooks/artifacts/``
+(git-ignored), with the whole data dir when the notebook failed.
 
     RIG_DISPLAY=:95 pytest tests/notebooks          # all five, ~2-3 min each at most
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]-*.ipynb"))
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CELL_TIMEOUT = 240
 
 
@@ -102,13 +105,22 @@ def test_notebook_runs_on_the_rig(rig, path, tmp_path, monkeypatch):
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(NB_DIR)}})
     t0 = time.time()
+    ok = False
     try:
         client.execute()
+        ok = True
     except CellExecutionError as e:
         pytest.fail(f"{path.name} failed after {time.time() - t0:.0f}s:\n{str(e)[-4000:]}", pytrace=False)
     finally:
-        nbformat.write(nb, tmp_path / path.name)                 # the executed copy, for inspection
         _stop_server(data_dir)
+        out = ARTIFACTS / path.stem                               # the executed copy, for inspection
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        nbformat.write(nb, out / path.name)
+        if (data_dir / "server.log").exists():
+            shutil.copy(data_dir / "server.log", out / "server.log")
+        if not ok and data_dir.exists():
+            shutil.copytree(data_dir, out / "data", ignore=shutil.ignore_patterns("*.sock"))
     elapsed = time.time() - t0
     print(f"{path.name}: {elapsed:.0f}s")
     assert elapsed < 300, f"{path.name} took {elapsed:.0f}s; a tutorial should run in 2-3 minutes"

@@ -133,7 +133,7 @@ def main() -> int:
             ok = v >= target if op == ">=" else v <= target
             ok_all &= ok
             g = f"{op} {target:g}  {'ok' if ok else 'MISSED'}"
-        print(f"{name:<34}{v:>10.1f}   {g}")
+        print(f"{name:<34}{v:>10.2f}   {g}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     return 0 if ok_all else 1

@@ -130,6 +130,7 @@ class Event:
             "channel": self.channel,
             "rtstream_id": self.rtstream_id,
             "rtstream_name": self.rtstream_name,
+            "channel_id": self.channel_id,
             "capture_session_id": self.session_id,
             "data": data,
         }
@@ -149,6 +150,7 @@ class Event:
         ev = cls(
             channel=channel, session_id=msg.get("capture_session_id"), rtstream_id=msg.get("rtstream_id"),
             rtstream_name=msg.get("rtstream_name"), index_id=msg.get("index_id"),
+            channel_id=msg.get("channel_id") or _category_from_name(msg.get("rtstream_name")),
             text=data.pop("text", None), is_final=data.pop("is_final", None),
             start=_s(data.pop("start", None)), end=_s(data.pop("end", None)),
             label=data.pop("label", None) or data.pop("event_label", None),
@@ -160,6 +162,18 @@ class Event:
         data.pop("timestamp", None)
         ev.data = data
         return ev
+
+
+def _category_from_name(name: str | None) -> str | None:
+    """VideoDB's cloud sends no channel_id on the websocket; its rtstream names start with the channel."""
+    if not name:
+        return None
+    low = name.lower()
+    for key, cat in (("system_audio", SYSTEM_AUDIO), ("system audio", SYSTEM_AUDIO), ("mic", MIC),
+                     ("display", SCREEN), ("screen", SCREEN)):
+        if key in low:
+            return cat
+    return None
 
 
 def _ms(t: float | None) -> int | None:

@@ -160,9 +160,6 @@ def test_hostile_fragments_on_the_ingest_websocket(tmp_path):
         srv.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): ingest checks the framing, not the media; a fragment "
-                   "whose packets are not Opus/H.264 is acked and stored (and H.264 garbage would be copied "
-                   "into exports as is)")
 def test_payload_that_is_not_media_is_rejected(tmp_path):
     srv = Server(tmp_path / "data").start()
     try:

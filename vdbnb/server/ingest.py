@@ -8,6 +8,7 @@ import os
 import threading
 from pathlib import Path
 
+from ..codec import check_media
 from ..fragments import Fragment, FragmentError, unpack
 from .sessions import ACTIVE, STARTING, STOPPED, STOPPING, Sessions
 from .store import Store, now
@@ -67,6 +68,10 @@ class Ingest:
             raise IngestError("BAD_TIMES", f"fragment {frag.channel_id}#{frag.seq} is stamped {frag.t0:.3f}, "
                               f"outside this session (created {sess['created_at']:.0f}, now {now():.0f}); "
                               "t0/t1 must be epoch seconds on the capture clock")
+        try:
+            check_media(frag)
+        except FragmentError as e:
+            raise IngestError(e.code, e.message) from None
         with self._lock(s["id"]):
             if self.store.one("SELECT 1 FROM fragments WHERE rtstream_id=? AND seq=?", (s["id"], frag.seq)):
                 return frag, True

@@ -91,6 +91,7 @@ def test_disk_full_and_mic_unplugged(rig, rig_mic, small_fs, tmp_path):
         filled = fill(filler)
         t_full = time.time()
         time.sleep(2)
+        t_unplug = time.time()
         subprocess.run(["pactl", "unload-module", mic_module()], check=True)
         lost = c.wait_for("channel-lost", 15)
         t_lost = time.time()
@@ -115,7 +116,8 @@ def test_disk_full_and_mic_unplugged(rig, rig_mic, small_fs, tmp_path):
         on_disk, in_db = stored(srv.data_dir, sid), db_fragments(srv.data_dir, sid)
         errs = sorted({(e.payload.get("code"), e.payload.get("channel_id")) for e in events if e.event == "error"})
         going_on = {cid: b["pipelines"][cid]["fragments"] - a["pipelines"][cid]["fragments"] for cid in CH}
-        print(f"\nDISK FULL at +4 s ({filled >> 20} MiB filler), mic unplugged at +{t_lost - t_full + 4:.0f} s: "
+        print(f"\nDISK FULL at +4 s ({filled >> 20} MiB filler), mic unplugged at +{t_unplug - t_full + 4:.0f} s "
+              f"(channel-lost {t_lost - t_unplug:.1f} s later): "
               f"server alive {health}; {len(full_errors)} DISK_FULL/STORAGE_ERROR errors to the kernel, e.g. "
               f"{full_errors[0]['message'][:160] if full_errors else None!r}; fragments made in 6 s while full "
               f"{going_on}; unacked while full {b['unacked']}; after freeing: drained={drained} in "

@@ -88,6 +88,8 @@ def _cmd_sessions(a) -> int:
 def _cmd_search(a) -> int:
     conn = _connect(a)
     res = conn.get_collection().search(" ".join(a.query))
+    if not res.get_shots():
+        print("no results (is anything indexed? start a transcript or an index on a capture first)")
     for shot in res.get_shots():
         print(f"{shot.search_score:.3f}  {shot.rtstream_id}  {shot.start:.1f}-{shot.end:.1f}  {shot.text}")
     return 0

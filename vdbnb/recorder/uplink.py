@@ -103,9 +103,14 @@ class Spool:
 
     def remove_if_empty(self):
         left = sum(len(v) for v in self.pending().values())
-        if left == 0:
+        if left == 0 and not any(self.dir.glob("*/rejected/*.frag")):  # rejected fragments are kept
             shutil.rmtree(self.dir, ignore_errors=True)
         return left
+
+
+# nacks the server sends when it cannot store a fragment *for now* (HTTP 507): not a rejection, send it again
+RETRY_CODES = {"DISK_FULL", "STORAGE_ERROR"}
+RETRY_AFTER_S = 1.0
 
 
 class Uplink:
@@ -134,6 +139,7 @@ class Uplink:
         self._acked_set: dict[str, set[int]] = {}
         self._outq: collections.deque = collections.deque()   # to send on the current connection
         self._max_sent: dict[str, int] = {}
+        self._err_at: dict[str, float] = {}   # error code -> last time reported (transient errors)
 
     # ---------------------------------------------------------------- REST
     async def _post(self, path: str, body: dict | None = None) -> dict:
@@ -280,6 +286,22 @@ class Uplink:
                         ok.discard(last)
                     self.acked_last[cid] = last
                     self._progress()
+                elif t == "nack" and m.get("error_code") in RETRY_CODES and m.get("seq") is not None \
+                        and int(m["seq"]) in self.pending.get(m.get("channel_id"), {}):
+                    # the server could not store it now (disk full): it stays pending and is sent again later
+                    cid, seq = m["channel_id"], int(m["seq"])
+                    self.stats["retried"] = self.stats.get("retried", 0) + 1
+                    inflight.pop((cid, seq), None)
+                    path = self.pending[cid][seq]
+                    asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, cid, seq, path)
+                    code = m["error_code"]
+                    if time.time() - self._err_at.get(code, 0.0) >= 5.0:
+                        self._err_at[code] = time.time()
+                        self.emit("error", {"code": code, "channel_id": cid, "seq": seq,
+                                            "message": f"the server could not store fragment {cid}#{seq}: "
+                                                       f"{m.get('message')}; it stays in the spool at "
+                                                       f"{self.spool.dir} and is sent again every "
+                                                       f"{RETRY_AFTER_S:.0f} s"})
                 elif t == "nack":
                     cid, seq = m.get("channel_id"), m.get("seq")
                     self.stats["nacked"] += 1
@@ -335,6 +357,11 @@ class Uplink:
             rtask.result()
         finally:
             rtask.cancel()
+
+    def _retry(self, cid: str, seq: int, path: Path):
+        if seq in self.pending.get(cid, {}):
+            self._outq.append((cid, seq, path, None))
+            self._wake.set()
 
     def _progress(self, force: bool = False):
         now = time.time()

@@ -141,11 +141,7 @@ def test_disk_full_and_mic_unplugged(rig, rig_mic, small_fs, tmp_path):
         print(f"  fragments made {done['fragments']}, missing on the server after freeing space: "
               f"{ {k: len(v) for k, v in missing.items()} }")
         assert drained and done["status"] == "complete" and not done["unacked"], done
-        if any(missing.values()):
-            pytest.xfail("BUG (reported, recorder/uplink.py): a DISK_FULL nack (HTTP 507, transient) is handled "
-                         "like a final rejection: the fragment leaves the resend queue (moved to rejected/), and "
-                         "Spool.remove_if_empty() then deletes rejected/ with the session's spool at stop; "
-                         f"{sum(map(len, missing.values()))} fragments lost")
+        assert not any(missing.values()), missing
         assert not gaps(on_disk["system_audio:default"])
     finally:
         srv.stop()

@@ -11,7 +11,6 @@ import math
 import struct
 import httpx
 import numpy as np
-import pytest
 
 from tests.helpers import audio_fragments, video_fragments
 from vdbnb.fragments import Fragment

@@ -64,9 +64,10 @@ def test_link_down(rig, tmp_path, cut_s):
         proxy.close()
     try:
         unacked_mid = sum(mid["unacked"].values())
+        kept = len(list(spool.rglob("rejected/*.frag")))
         print(f"\nLINK DOWN {cut_s:.0f}s: session {session_row(srv, sid)['status']} "
-              f"({session_row(srv, sid)['error']}), {done['upload']['nacked']} fragments nacked, e.g. "
-              f"{errors[:1]}")
+              f"({session_row(srv, sid)['error']}), {done['upload']['nacked']} fragments nacked ({kept} kept in "
+              f"the spool's rejected/), e.g. {errors[:1]}")
         assert not errors and not done["upload"]["nacked"], (errors[:5], done["upload"])
         assert done["status"] == "complete" and not done["unacked"], done
         on_disk, in_db = stored(srv.data_dir, sid), db_fragments(srv.data_dir, sid)

@@ -254,6 +254,11 @@ class ScreenSource:
                 if paused:
                     meta["paused"] = True
                     meta["window_title"] = meta["app"] = None
+                elif active and self.privacy.patterns and any(p.search(active.title or "")
+                                                              for p in self.privacy.patterns):
+                    # an excluded window's title is as private as its pixels: it never leaves the recorder
+                    meta["window_title"] = meta["app"] = None
+                    meta["excluded_window_active"] = True
                 cb = self.encoder_cb
                 if cb is not None:
                     cb(frame if frame is not None else img, ts, meta)

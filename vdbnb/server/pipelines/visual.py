@@ -60,7 +60,8 @@ class ScreenState:
         self.title = None
         self.app = None
         self.new_text: list[str] = []  # lines that appeared since the last event
-        self.changed_since_event = False
+        self.gen = 0                   # bumped on every visible change; each index remembers the one it saw
+        self.last_pts = 0.0
         self.last_frame = None
         self.last_seq = -1
 
@@ -68,8 +69,9 @@ class ScreenState:
         boxes = self.detector.update(rgb)
         if boxes:
             self.pending.extend(boxes)
-            self.changed_since_event = True
+            self.gen += 1
         self.last_frame = rgb
+        self.last_pts = t
         if not self.pending or (not force and t - self.last_ocr_t < OCR_MIN_INTERVAL):
             return False
         boxes, self.pending = _grow(self.pending, self.lines, rgb.shape[1], rgb.shape[0]), []
@@ -93,6 +95,8 @@ class VisualWorker(Worker):
         self.screens: dict[str, ScreenState] = {}
         self.last_emit: dict[str, float] = {}
         self.last_sig: dict[str, tuple] = {}
+        self.seen_gen: dict[str, int] = {}
+        self.waiting: dict[str, set] = {}  # rtstream id -> index ids with a change held back by the time gate
 
     def streams(self) -> list[dict]:
         return self.ctx.store.all(
@@ -121,7 +125,7 @@ class VisualWorker(Worker):
         title, app = frag.meta.get("window_title"), frag.meta.get("app")
         if (title, app) != (st.title, st.app):
             st.title, st.app = title, app
-            st.changed_since_event = True
+            st.gen += 1
         idxs = [i for i in self._indexes(rts) if (i["cursor"] if i["cursor"] is not None else -1) < frag.seq]
         if not idxs:
             return
@@ -134,7 +138,17 @@ class VisualWorker(Worker):
         for idx in idxs:
             self.ctx.store.update("scene_indexes", "id", idx["id"], cursor=frag.seq)
 
-    def _maybe_emit(self, rts: dict, idx: dict, st: ScreenState, t: float, first: bool) -> None:
+    def idle(self, rts: dict) -> None:
+        """No newer frame (a static screen is not re-encoded): emit the changes the time gate held back."""
+        held = self.waiting.pop(rts["id"], None)
+        st = self.screens.get(rts["id"])
+        if not held or st is None or st.last_frame is None:
+            return
+        for idx in self._indexes(rts):
+            if idx["id"] in held:
+                self._maybe_emit(rts, idx, st, st.last_pts, False, gate=False)
+
+    def _maybe_emit(self, rts: dict, idx: dict, st: ScreenState, t: float, first: bool, gate: bool = True) -> None:
         cfg = dec(idx["extraction_config"], {}) or {}
         try:
             every = max(0.5, float(cfg.get("time", 2)))
@@ -142,15 +156,18 @@ class VisualWorker(Worker):
             every = 2.0
         key = idx["id"]
         last = self.last_emit.get(key)
-        if last is not None and (t - last < every or not st.changed_since_event):
+        if last is not None and self.seen_gen.get(key) == st.gen:
+            return  # nothing changed since this index's last event
+        if gate and last is not None and t - last < every:
+            self.waiting.setdefault(rts["id"], set()).add(key)  # emitted by a later frame or by idle()
             return
         if st.pending:
             st.update(st.last_frame, t, force=True)
+        self.seen_gen[key] = st.gen
         screen_text = st.text()
         sig = (st.title, st.app, screen_text)
         if last is not None and _same_screen(self.last_sig.get(key), sig):
-            st.changed_since_event = False  # pixels moved (or encoder noise) but nothing readable changed
-            return
+            return  # pixels moved (or encoder noise) but nothing readable changed
         self.last_sig[key] = sig
         context = ([f"Active window: {st.title}" + (f" ({st.app})" if st.app else "")] if st.title else [])
         context += [ln for ln in screen_text.splitlines() if ln.strip()]
@@ -174,5 +191,4 @@ class VisualWorker(Worker):
         self.p.emit(ev, target_ws=idx["ws_connection_id"])
         self.stats["last_event_at"] = ev.emitted_at
         st.new_text = []
-        st.changed_since_event = False
         self.last_emit[key] = t

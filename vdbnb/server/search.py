@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 RRF_K = 60
 PREFILTER_MAX = 10_000  # filtered candidate sets up to this size are searched exactly
-KEYWORD_SCAN_MAX = 5_000  # keyword matches scored per query (newest first)
+KEYWORD_SCAN_MAX = 2_000  # keyword matches scored per query (newest first)
 AUTOSAVE_EVERY = 200_000  # save the ANN graph after this many unsaved additions
 MODES = ("hybrid", "keyword", "semantic")
 _COLS = ("doc_id", "collection_id", "session_id", "rtstream_id", "rtstream_name", "channel_id", "kind",
@@ -148,6 +148,12 @@ class SearchIndex:
         if version != SCHEMA_VERSION:
             raise SearchError(f"{self.path} has search schema v{version}, this vdbnb reads v{SCHEMA_VERSION}: "
                               "delete the file to rebuild the index, or upgrade vdbnb")
+        # the longest segment: lets a time filter bound `start` from below, so it can use an index
+        if self._meta("max_duration") is None:
+            with self._write, db:
+                dur = db.execute('SELECT coalesce(max("end" - start), 0) FROM segments').fetchone()[0]
+                db.execute("INSERT OR REPLACE INTO search_meta VALUES ('max_duration', ?)", (str(dur),))
+        self._max_dur = float(self._meta("max_duration"))
         self.vectors = VectorIndex(self.path.with_name(self.path.name + ".ann"), threads=ann_threads)
         self._sync_vectors()
 
@@ -250,6 +256,10 @@ class SearchIndex:
             new = dict(self._ids_of(db, doc_ids, with_doc_id=True))
             self.vectors.remove(old)
             self.vectors.add(np.array([new[d] for d in doc_ids], dtype=np.int64), vecs)
+            dur = max(float(d.end) - float(d.start) for d in docs)
+            if dur > self._max_dur:
+                db.execute("INSERT OR REPLACE INTO search_meta VALUES ('max_duration', ?)", (str(dur),))
+                self._max_dur = dur
             self._unsaved += len(rows)
         if self._unsaved >= AUTOSAVE_EVERY:
             self.flush()
@@ -303,16 +313,26 @@ class SearchIndex:
         if not query:
             return []
         where, args = _where(collection_id=collection_id, rtstream_id=rtstream_id, session_id=session_id,
-                             index_id=index_id, kinds=kinds, channel_ids=channel_ids, start=start, end=end)
+                             index_id=index_id, kinds=kinds, channel_ids=channel_ids, start=start, end=end,
+                             max_duration=self._max_dur)
         depth = max(limit * 3, 30)
+        cand = [r[0] for r in self._db().execute(f"SELECT id FROM segments WHERE {where} LIMIT ?",
+                                                  [*args, self.prefilter_max + 1])]
+        if not cand:
+            return []
+        small = cand if len(cand) <= self.prefilter_max else None  # few rows pass: pre-filter
         scores: dict[int, float] = {}
         cosine: dict[int, float] = {}
         if mode != "semantic":
-            ranked = self._keyword(query, where, args, depth, fallback_or=(mode == "keyword"))
+            if small:  # the rows that pass are few: bound the FTS scan to their (time-ordered) id range
+                where_kw, args_kw = f"f.rowid BETWEEN ? AND ? AND {where}", [min(small), max(small), *args]
+            else:
+                where_kw, args_kw = where, args
+            ranked = self._keyword(query, where_kw, args_kw, depth, fallback_or=(mode == "keyword"))
             for r, i in enumerate(ranked):
                 scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + r + 1)
         if mode != "keyword":
-            for r, (i, s) in enumerate(self._semantic(query, where, args, depth)):
+            for r, (i, s) in enumerate(self._semantic(query, where, args, depth, small)):
                 scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + r + 1)
                 cosine[i] = s
         if mode == "semantic":
@@ -349,15 +369,11 @@ class SearchIndex:
                 break
         return out[:depth]
 
-    def _semantic(self, query: str, where: str, args: list, depth: int) -> list[tuple[int, float]]:
+    def _semantic(self, query: str, where: str, args: list, depth: int,
+                  small: list[int] | None) -> list[tuple[int, float]]:
         qv = self.embedder.embed([query])[0].astype(np.float32)
-        db = self._db()
-        cand = [r[0] for r in db.execute(f"SELECT id FROM segments WHERE {where} LIMIT ?",
-                                         [*args, self.prefilter_max + 1])]
-        if len(cand) <= self.prefilter_max:  # few rows pass the filters: exact cosine over them
-            if not cand:
-                return []
-            ids, sims = self.vectors.exact(np.array(cand, dtype=np.int64), qv, depth)
+        if small is not None:  # few rows pass the filters: exact cosine over them
+            ids, sims = self.vectors.exact(np.array(small, dtype=np.int64), qv, depth)
             return [(int(i), float(s)) for i, s in zip(ids, sims)]
         # many rows pass: ANN, then keep those that pass the filters; widen until enough survive
         k = depth * 4
@@ -375,7 +391,8 @@ class SearchIndex:
         ids = [int(i) for i in ids]
         for i in range(0, len(ids), 900):
             part = ids[i:i + 900]
-            out += db.execute(f"SELECT {cols} FROM segments WHERE id IN ({','.join('?' * len(part))}) "
+            # NOT INDEXED: look the ids up by rowid; the planner would otherwise walk a filter's index
+            out += db.execute(f"SELECT {cols} FROM segments NOT INDEXED WHERE id IN ({','.join('?' * len(part))}) "
                               f"AND {where}", [*part, *args]).fetchall()
         return out
 
@@ -422,7 +439,7 @@ def _q(col: str) -> str:
 
 
 def _where(collection_id=None, session_id=None, rtstream_id=None, index_id=None, kinds=None,
-           channel_ids=None, start=None, end=None) -> tuple[str, list]:
+           channel_ids=None, start=None, end=None, max_duration=None) -> tuple[str, list]:
     """SQL condition over ``segments`` (aliased or not: columns are unqualified-safe) and its arguments."""
     conds, args = [], []
     for col, val in (("collection_id", collection_id), ("session_id", session_id),
@@ -438,6 +455,9 @@ def _where(collection_id=None, session_id=None, rtstream_id=None, index_id=None,
     if start is not None:
         conds.append('"end" >= ?')
         args.append(float(start))
+        if max_duration is not None:  # same condition, but one an index on `start` can use
+            conds.append("start >= ?")
+            args.append(float(start) - max_duration)
     if end is not None:
         conds.append("start <= ?")
         args.append(float(end))

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 DIM = 384
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 64
+EXPANSION_SEARCH = 128
 
 
 def _usearch():

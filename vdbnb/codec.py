@@ -19,7 +19,6 @@ Server side:
 from __future__ import annotations
 
 import fractions
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 
 def backend_session(server) -> tuple[str, str]:
@@ -98,7 +97,6 @@ class ToneStream:
     ~340 ms, measured.)"""
 
     def __init__(self, device: str, rate: int = 48000):
-        import os
 
         import sounddevice as sd
 

@@ -3,10 +3,8 @@ importable ``videodb_capture_bin`` with ``get_binary_path()``."""
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
 import sys
-import time
 
 import pytest
 

@@ -11,7 +11,6 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from vdbnb import codec
 from vdbnb.recorder import devices

@@ -38,7 +38,6 @@ class ChannelInfo:
 def list_displays() -> list[ChannelInfo]:
     if not os.environ.get("DISPLAY") and os.name == "posix" and not _is_mac():
         return []
-    import mss
 
     try:
         with _mss() as m:

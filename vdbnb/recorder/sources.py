@@ -221,7 +221,6 @@ class ScreenSource:
             frame = None
             if self.preview or recording:
                 try:
-                    import av
 
                     frame = self._frame_of(img if masked else shot.raw, shot.width, shot.height)
                     jpg, w, h = make_thumbnail(frame, self.thumb_width)

@@ -3,7 +3,6 @@ importable ``videodb_capture_bin`` with ``get_binary_path()``."""
 from __future__ import annotations
 
 import asyncio
-import stat
 import sys
 
 import pytest
@@ -12,14 +11,12 @@ from rigutil import backend_session, seqs, server_fragments
 
 
 @pytest.fixture
-def sdk_shim(tmp_path, monkeypatch):
-    exe = tmp_path / "vdbnb-recorder"
-    exe.write_text(f"#!/bin/sh\nexec {sys.executable} -m vdbnb.recorder \"$@\"\n")
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    (tmp_path / "videodb_capture_bin.py").write_text(f"def get_binary_path():\n    return {str(exe)!r}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("videodb_capture_bin", None)
+def sdk_shim():
+    """The product's hook: vdbnb.compat registers vdbnb's recorder as the SDK's capture binary."""
+    import vdbnb.compat
+    exe = vdbnb.compat.use_vdbnb_recorder(force=True)
     yield exe
+    sys.modules.pop("videodb_capture_bin", None)
 
 
 def test_official_capture_client(rig, server, sdk_shim, spool_dir, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._live import collect, open_session, upload_live  # noqa: E402
 from tests.conftest import ServerProc  # noqa: E402
 from tests.helpers import espeak_wav, pcm_fragments, read_wav, wer  # noqa: E402
 
@@ -35,7 +37,7 @@ SENTENCES = [
 ]
 
 
-FRAGMENT_S = 0.5
+FRAGMENT_S = 0.25
 
 
 def speech_end(pcm: np.ndarray, sr: int) -> float:
@@ -47,39 +49,21 @@ def speech_end(pcm: np.ndarray, sr: int) -> float:
 
 
 async def run(url: str, key: str, pcm: np.ndarray, ends: list[float], refs: list[str]) -> dict:
-    h = {"x-access-token": key}
-    async with httpx.AsyncClient(base_url=url, headers=h, timeout=30) as c:
-        sid = (await c.post("/collection/default/capture/session", json={"end_user_id": "bench"})).json()["data"][
-            "session_id"]
-        tok = (await c.post("/capture/session/token", json={"expires_in": 3600})).json()["data"]["token"]
-        ch = {"x-access-token": tok}
-        (await c.post("/capture/session/start", headers=ch, json={"session_id": sid, "channels": [
-            {"channel_id": "mic:default", "type": "audio", "name": "mic"}]})).raise_for_status()
+    async with httpx.AsyncClient(base_url=url, headers={"x-access-token": key}, timeout=30) as c:
+        sid, ch = await open_session(c, "mic:default", "audio")
         t0 = time.time() + 0.5
         frags = pcm_fragments("mic:default", pcm, t0, max_s=FRAGMENT_S)
-        await c.post(f"/capture/session/{sid}/fragment", headers=ch, content=frags[0].pack())
+        await upload_live(c, sid, ch, frags[:1])
         sess = (await c.get(f"/collection/default/capture/session/{sid}")).json()["data"]
         rid = sess["rtstreams"][0]["id"]
         wsurl = (await c.get("/collection/default/websocket")).json()["data"]["websocket_url"]
         import websockets
         finals: list[tuple[float, dict]] = []
         async with websockets.connect(wsurl) as ws:
-            import json
             conn_id = json.loads(await ws.recv())["connection_id"]
             await c.post(f"/rtstream/{rid}/transcription", json={"action": "start", "ws_connection_id": conn_id})
-
-            async def reader():
-                async for m in ws:
-                    d = json.loads(m)
-                    if d.get("channel") == "transcript" and d["data"]["is_final"]:
-                        finals.append((time.time(), d["data"]))
-
-            rt = asyncio.create_task(reader())
-            for f in frags[1:]:
-                delay = f.t1 - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await c.post(f"/capture/session/{sid}/fragment", headers=ch, content=f.pack())
+            rt = collect(ws, "transcript", finals, keep=lambda d: d["is_final"])
+            await upload_live(c, sid, ch, frags[1:])
             await asyncio.sleep(5)
             rt.cancel()
         health = (await c.get("/health")).json()["data"]["pipelines"]
@@ -97,7 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pause", type=float, default=2.5)
     ap.add_argument("--sentences", type=int, default=8)
-    ap.add_argument("--fragment", type=float, default=0.5, help="audio fragment length, s (recorder default 0.5)")
+    ap.add_argument("--fragment", type=float, default=0.25, help="audio fragment length, s (recorder default 0.25)")
     a = ap.parse_args()
     global FRAGMENT_S
     FRAGMENT_S = a.fragment

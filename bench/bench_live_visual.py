@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._live import collect, open_session, upload_live  # noqa: E402
 from bench._proc import Sampler  # noqa: E402
 from tests.conftest import ServerProc  # noqa: E402
 from tests.helpers import screen_fragments, text_image  # noqa: E402
@@ -46,17 +47,10 @@ async def run(url: str, key: str, changes: int, every: float) -> dict:
     for c in codes:
         frames += [(frame(c), {"window_title": f"CI - {c}", "app": "ci"})] * int(every * fps)
     async with httpx.AsyncClient(base_url=url, headers={"x-access-token": key}, timeout=30) as c:
-        sid = (await c.post("/collection/default/capture/session", json={"end_user_id": "bench"})).json()["data"][
-            "session_id"]
-        tok = (await c.post("/capture/session/token", json={"expires_in": 3600})).json()["data"]["token"]
-        ch = {"x-access-token": tok}
-        (await c.post("/capture/session/start", headers=ch, json={"session_id": sid, "channels": [
-            {"channel_id": "display:1", "type": "video", "name": "d1"}]})).raise_for_status()
+        sid, ch = await open_session(c, "display:1", "video")
         t0 = time.time() + 1.0
         frags = screen_fragments("display:1", frames, t0, fps=fps)
-        while time.time() < frags[0].t1:
-            await asyncio.sleep(0.01)
-        await c.post(f"/capture/session/{sid}/fragment", headers=ch, content=frags[0].pack())
+        await upload_live(c, sid, ch, frags[:1])
         rid = (await c.get(f"/collection/default/capture/session/{sid}")).json()["data"]["rtstreams"][0]["id"]
         wsurl = (await c.get("/collection/default/websocket")).json()["data"]["websocket_url"]
         import websockets
@@ -67,18 +61,8 @@ async def run(url: str, key: str, changes: int, every: float) -> dict:
             await c.post(f"/rtstream/{rid}/index/scene", json={"extraction_type": "time", "extraction_config":
                                                                {"time": 1, "frame_count": 1}, "prompt": "What is shown?",
                                                                "ws_connection_id": conn_id})
-
-            async def reader():
-                async for m in ws:
-                    d = json.loads(m)
-                    if d.get("channel") == "visual_index":
-                        events.append((time.time(), d["data"]))
-            rt = asyncio.create_task(reader())
-            for f in frags[1:]:
-                delay = f.t1 - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await c.post(f"/capture/session/{sid}/fragment", headers=ch, content=f.pack())
+            rt = collect(ws, "visual_index", events)
+            await upload_live(c, sid, ch, frags[1:])
             await asyncio.sleep(6)
             rt.cancel()
         health = (await c.get("/health")).json()["data"]["pipelines"]["visual"]

@@ -11,6 +11,7 @@ import math
 import struct
 import httpx
 import numpy as np
+import pytest
 
 from tests.helpers import audio_fragments, video_fragments
 from vdbnb.fragments import Fragment
@@ -71,6 +72,7 @@ def hostile_cases(good: list[Fragment], video: Fragment) -> list[tuple[str, byte
     ]
 
 
+@pytest.mark.slow
 def test_hostile_fragments_on_the_ingest_websocket(tmp_path):
     srv = Server(tmp_path / "data").start()
     try:

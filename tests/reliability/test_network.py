@@ -20,8 +20,8 @@ from .relutil import Server, db_fragments, gaps, integrity_check, new_session, s
 CH = ["display:1", "mic:default", "system_audio:default"]
 GRACE = os.environ.get("VDBNB_RECORDER_GRACE_S")   # the server's; default 10 s
 BUG_GRACE = ("BUG (reported): an outage longer than the server's recorder grace (VDBNB_RECORDER_GRACE_S, 10 s) "
-             "ends the session (recorder_lost); every fragment spooled meanwhile and captured afterwards is then "
-             "nacked SESSION_NOT_RECORDING, and the recorder deletes them with its spool at stop")
+             "ends the session (recorder_lost); every fragment captured after that stop is then nacked "
+             "SESSION_NOT_RECORDING: set aside in the recorder's spool, never delivered")
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import free_port
@@ -145,6 +146,7 @@ def make_sessions(url: str, key: str, callback: str, n: int) -> list[str]:
         return list(ex.map(one, range(n)))
 
 
+@pytest.mark.slow
 def test_1000_webhooks_flaky_receiver_restarted_twice(tmp_path):
     srv = Server(tmp_path / "data").start()
     port = free_port()

@@ -75,6 +75,8 @@ class Ingest:
         with self._lock(s["id"]):
             if self.store.one("SELECT 1 FROM fragments WHERE rtstream_id=? AND seq=?", (s["id"], frag.seq)):
                 return frag, True
+            if sess["status"] == STOPPED and self.sessions.resume_if_lost(session_id):
+                sess = self.sessions.row(session_id)
             late = (sess["status"] == STOPPED and sess["stopped_at"] is not None
                     and frag.t0 <= sess["stopped_at"] + LATE_GRACE_S)
             if sess["status"] not in ACCEPTING and not late:

@@ -237,6 +237,8 @@ async def ingest_ws(ws: WebSocket, sid: str):
         return
     await ws.accept()
     ctx.ingest.connections[sid] = ctx.ingest.connections.get(sid, 0) + 1
+    if ctx.sessions.resume_if_lost(sid):
+        row = ctx.sessions.row(sid)
     try:
         await ws.send_json({"type": "hello", "session_id": sid, "status": row["status"],
                             "acked": ctx.ingest.acked(sid)})

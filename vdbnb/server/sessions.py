@@ -15,10 +15,11 @@ TRANSITIONS = {
     STARTING: {ACTIVE, STOPPING, STOPPED, FAILED},
     ACTIVE: {STOPPING, STOPPED, FAILED},
     STOPPING: {STOPPED, FAILED},
-    STOPPED: {EXPORTED, FAILED},
+    STOPPED: {EXPORTED, FAILED, ACTIVE},  # -> active only when a lost recorder comes back (resume_if_lost)
     EXPORTED: {EXPORTED},
     FAILED: set(),
 }
+LOST = "recorder_lost"
 CHANNEL_ID_RE = re.compile(r"^[A-Za-z0-9_\-]+:[A-Za-z0-9_.:\-]+$")
 
 
@@ -80,6 +81,8 @@ class Sessions:
         old = r["status"]
         if new == old and new != EXPORTED:
             return r
+        if old == STOPPED and new == ACTIVE and not (r["error"] or "").startswith(LOST):
+            raise conflict(f"capture session {session_id} was stopped; create a new session to record again.")
         if new not in TRANSITIONS.get(old, set()):
             raise conflict(f"capture session {session_id} is {old!r}; it cannot become {new!r}.")
         fields = {"status": new, "updated_at": now()}
@@ -95,6 +98,20 @@ class Sessions:
         r = self.row(session_id)
         self._lifecycle(r, new, data)
         return r
+
+    def resume_if_lost(self, session_id: str) -> bool:
+        """A recorder that the server gave up on (no link for the grace period) is back: the session was
+        stopped by the server, not by the user, so it becomes active again and nothing is refused."""
+        r = self.row(session_id)
+        if r["status"] != STOPPED or not (r["error"] or "").startswith(LOST):
+            return False
+        try:
+            self.transition(session_id, ACTIVE, data={"resumed": True, "after": "recorder_lost"})
+        except Exception:  # a concurrent resume already did it
+            return self.row(session_id)["status"] == ACTIVE
+        self.store.update("sessions", "id", session_id, error=None, stopped_at=None)
+        self.store.execute("UPDATE rtstreams SET status='connected' WHERE session_id=?", (session_id,))
+        return True
 
     def start(self, session_id: str, collection_id: str, channels: list[dict], primary: str | None = None,
               callback_url: str | None = None, ws_connection_id: str | None = None) -> dict:
@@ -126,6 +143,10 @@ class Sessions:
                     c["is_primary"] = True
                     break
         status = r["status"]
+        if status == STOPPED and (r["error"] or "").startswith(LOST) and \
+                sorted(c["channel_id"] for c in dec(r["channels"], [])) == sorted(seen):
+            self.resume_if_lost(session_id)
+            return self.row(session_id)
         if status in (STARTING, ACTIVE):
             if sorted(c["channel_id"] for c in dec(r["channels"], [])) == sorted(seen):
                 return r  # a restarted recorder resumes the same session

@@ -25,7 +25,7 @@ async def watchdog(ctx: Context, grace: float) -> None:
     """A recorder that vanished (no ingest link, no media) for `grace` seconds ends its session."""
     from .store import now
     while True:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         try:
             rows = ctx.store.all("SELECT id, status, last_media_at FROM sessions WHERE status IN (?,?,?)",
                                  (STARTING, ACTIVE, STOPPING))
@@ -51,7 +51,7 @@ async def watchdog(ctx: Context, grace: float) -> None:
 
 def create_app(settings: ServerSettings) -> FastAPI:
     ctx = Context(settings)
-    grace = float(os.environ.get("VDBNB_RECORDER_GRACE_S", "10"))
+    grace = float(os.environ.get("VDBNB_RECORDER_GRACE_S", "8"))  # a lost recorder that returns resumes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

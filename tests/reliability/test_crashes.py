@@ -53,9 +53,10 @@ def spool(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.rig
-def test_server_sigkill_mid_capture(rig, tmp_path, spool):
+def test_server_sigkill_mid_capture(request, rig, tmp_path, spool):
     hooks = WebhookReceiver().start()
     srv = Server(tmp_path / "data").start()
+    request.addfinalizer(srv.stop)   # even if the test fails before its own finally
     c = None
     try:
         sid, token = new_session(srv, callback_url=hooks.url)
@@ -115,9 +116,10 @@ def test_server_sigkill_mid_capture(rig, tmp_path, spool):
 
 @pytest.mark.slow
 @pytest.mark.rig
-def test_recorder_sigkill_session_ends_and_exports(rig, tmp_path, spool):
+def test_recorder_sigkill_session_ends_and_exports(request, rig, tmp_path, spool):
     hooks = WebhookReceiver().start()
     srv = Server(tmp_path / "data").start()
+    request.addfinalizer(srv.stop)   # even if the test fails before its own finally
     c = None
     try:
         sid, token = new_session(srv, callback_url=hooks.url)
@@ -183,8 +185,9 @@ KERNEL = textwrap.dedent("""
 
 @pytest.mark.slow
 @pytest.mark.rig
-def test_kernel_sigkill_recorder_stops(rig, tmp_path, spool):
+def test_kernel_sigkill_recorder_stops(request, rig, tmp_path, spool):
     srv = Server(tmp_path / "data").start()
+    request.addfinalizer(srv.stop)   # even if the test fails before its own finally
     kernel = None
     try:
         sid, token = new_session(srv)

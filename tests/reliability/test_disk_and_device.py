@@ -77,9 +77,10 @@ def rig_mic(rig):
 
 @pytest.mark.slow
 @pytest.mark.rig
-def test_disk_full_and_mic_unplugged(rig, rig_mic, small_fs, tmp_path):
+def test_disk_full_and_mic_unplugged(request, rig, rig_mic, small_fs, tmp_path):
     spool = tmp_path / "spool"
     srv = Server(small_fs / "data").start()
+    request.addfinalizer(srv.stop)   # even if the test fails before its own finally
     c = None
     filler = small_fs / "filler"
     try:

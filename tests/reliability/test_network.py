@@ -29,9 +29,10 @@ GRACE = os.environ.get("VDBNB_RECORDER_GRACE_S")   # the server's; default 10 s
     8.0,
     60.0,
 ])
-def test_link_down(rig, tmp_path, cut_s):
+def test_link_down(request, rig, tmp_path, cut_s):
     spool = tmp_path / "spool"
     srv = Server(tmp_path / "data", env={"VDBNB_RECORDER_GRACE_S": GRACE} if GRACE else None).start()
+    request.addfinalizer(srv.stop)   # even if the test fails before its own finally
     proxy = TcpProxy(srv.port).start()
     c = None
     try:

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec python3 -m jupyter lab notebooks/01-quickstart.ipynb "$@"
+extra=()
+[ "$(id -u)" = 0 ] && extra+=(--allow-root)   # JupyterLab refuses root without it
+exec python3 -m jupyter lab notebooks/01-quickstart.ipynb "${extra[@]}" "$@"

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
 import shutil
 import socket
@@ -27,6 +26,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from tests.helpers import wer  # noqa: E402  (one WER implementation for tests and benches)
 
 SR = 16000
 CHUNK = 1600  # 0.1 s
@@ -62,29 +62,6 @@ def speak(text: str, speed: int = 160) -> np.ndarray:
             x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
     n = int(round(len(x) * SR / rate))
     return np.interp(np.arange(n) * rate / SR, np.arange(len(x)), x).astype(np.float32)
-
-
-_NUM = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven", "8": "eight",
-        "9": "nine", "10": "ten", "11": "eleven", "12": "twelve"}
-
-
-def words(t: str) -> list[str]:
-    t = re.sub(r"[^a-z0-9' ]+", " ", t.lower().replace("o'clock", "oclock").replace("-", " "))
-    return [_NUM.get(w, w) for w in t.split()]
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    d = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, d[0] = d[0], i
-        for j, y in enumerate(b, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
-    return d[-1]
-
-
-def wer(ref: str, hyp: str) -> float:
-    r = words(ref)
-    return edit_distance(r, words(hyp)) / max(1, len(r))
 
 
 def build(pause: float, n: int) -> tuple[np.ndarray, list[tuple[float, float]]]:

@@ -60,6 +60,7 @@ class ServerProc:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.log = self.data_dir / "server-test.log"
+        self.args: list[str] = []  # extra `vdbnb serve` arguments
 
     @property
     def url(self) -> str:
@@ -74,7 +75,7 @@ class ServerProc:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vdbnb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)], stdout=logf, stderr=subprocess.STDOUT, env=self.env)
+             "--data-dir", str(self.data_dir), *self.args], stdout=logf, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

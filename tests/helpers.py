@@ -134,18 +134,29 @@ def pcm_fragments(channel_id: str, pcm48: np.ndarray, t0: float, start_seq: int 
     return out + fr.flush()
 
 
-def wer(ref: str, hyp: str) -> float:
+_NUM = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
+        "8": "eight", "9": "nine", "10": "ten", "11": "eleven", "12": "twelve"}
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words for WER (punctuation dropped, small numbers spelled out)."""
     import re
-    r = re.findall(r"[a-z0-9']+", ref.lower())
-    h = re.findall(r"[a-z0-9']+", hyp.lower())
-    d = list(range(len(h) + 1))
-    for i in range(1, len(r) + 1):
+    t = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("o'clock", "oclock").replace("-", " "))
+    return [_NUM.get(w, w) for w in t.split()]
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    d = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
         prev, d[0] = d[0], i
-        for j in range(1, len(h) + 1):
-            cur = d[j]
-            d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
-            prev = cur
-    return d[len(h)] / max(1, len(r))
+        for j, y in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
+    return d[-1]
+
+
+def wer(ref: str, hyp: str) -> float:
+    r = words(ref)
+    return edit_distance(r, words(hyp)) / max(1, len(r))
 
 
 def text_image(lines: list[str], size=(1280, 720), dark: bool = False, font_size: int = 28) -> np.ndarray:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -49,23 +48,7 @@ def speak(text: str, speed: int = 160) -> np.ndarray:
     return np.frombuffer(_speak(text, speed), np.float32).copy()
 
 
-_NUM = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
-        "8": "eight", "9": "nine", "10": "ten", "11": "eleven", "12": "twelve"}
-
-
-def norm_words(text: str) -> list[str]:
-    t = text.lower().replace("o'clock", "oclock").replace("-", " ")
-    t = re.sub(r"[^a-z0-9' ]+", " ", t)
-    return [_NUM.get(w, w) for w in t.split()]
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    d = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, d[0] = d[0], i
-        for j, y in enumerate(b, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
-    return d[-1]
+from tests.helpers import edit_distance, words as norm_words  # noqa: E402  (one WER implementation)
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:

@@ -6,8 +6,6 @@ import json
 import os
 import sqlite3
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,24 +21,6 @@ class Server(ServerProc):
                  args: list[str] | None = None):
         super().__init__(data_dir, port, env)
         self.args = ["--no-ai"] if args is None else list(args)
-
-    def start(self, timeout: float = 30) -> "Server":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vdbnb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), *self.args], stdout=logf, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not answer /health in time")
 
 
 def new_session(server, callback_url: str | None = None, collection: str = "default") -> tuple[str, str]:

@@ -6,6 +6,7 @@ serves live capture, catch-up after a late start, and re-indexing of stored medi
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from ...events import PIPELINE, Event
@@ -16,7 +17,7 @@ from .indexer import Indexer
 from .visual import VisualWorker
 
 log = logging.getLogger("vdbnb.server.pipelines")
-BEHIND_S = float(__import__("os").environ.get("VDBNB_PIPELINE_BEHIND_S", "15"))
+BEHIND_S = float(os.environ.get("VDBNB_PIPELINE_BEHIND_S", "15"))
 
 
 class Pipelines:
@@ -25,6 +26,7 @@ class Pipelines:
         self.indexer = Indexer(self)
         self.alerts = AlertEngine(self)
         self.workers = [AudioWorker(self), VisualWorker(self)]
+        self._behind_said: dict[tuple[str, str], float] = {}
         ctx.ingest.listeners.append(lambda stream, frag: self.poke())
         ctx.bus.listeners.append(self._on_event)
 
@@ -90,10 +92,8 @@ class Pipelines:
     def behind(self, worker: str, rts: dict, lag: float, pending: int) -> None:
         """Say so (an event and /health) when a pipeline falls behind, instead of dropping silently."""
         key = (worker, rts["id"])
-        last = getattr(self, "_behind_said", {})
-        self._behind_said = last
-        if lag > BEHIND_S and time.time() - last.get(key, 0) > 30:
-            last[key] = time.time()
+        if lag > BEHIND_S and time.time() - self._behind_said.get(key, 0) > 30:
+            self._behind_said[key] = time.time()
             self.emit(Event(channel=PIPELINE, event="pipeline.behind", session_id=rts["session_id"],
                             collection_id=rts["collection_id"], rtstream_id=rts["id"], rtstream_name=rts["name"],
                             channel_id=rts["channel_id"], engine=worker,

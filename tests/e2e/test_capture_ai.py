@@ -99,7 +99,16 @@ def test_capture_to_ai_on_the_rig(rig, server, tmp_path):
         idx = screen_rts.index_visuals(prompt="What is on the screen?", ws_connection_id=ws.ws.connection_id,
                                        batch_config={"type": "time", "value": 2, "frame_count": 1})
         win = Window("Billing Console", [SHOWN, f"export STRIPE_KEY={SECRET}"])
-        win.activate()
+        import subprocess
+        deadline = time.time() + 10
+        while time.time() < deadline:  # the window must be the active one: its title is the window title
+            win.activate()
+            active = subprocess.run(["xdotool", "getactivewindow", "getwindowname"], capture_output=True,
+                                    text=True).stdout.strip()
+            if active == "Billing Console":
+                break
+            time.sleep(0.3)
+        assert active == "Billing Console", active
         time.sleep(1.0)
         t_said = []
         for w in wavs:
@@ -108,8 +117,9 @@ def test_capture_to_ai_on_the_rig(rig, server, tmp_path):
             time.sleep(2.0)
         ws.wait(lambda w: len([m for m in w.of("transcript") if m["data"]["is_final"]]) >= len(SAID), 30,
                 "final transcripts")
-        ws.wait(lambda w: any("4471 overdue" in (m["data"].get("ocr_text") or "") for m in w.of("visual_index")),
-                30, "a visual event with the window's text")
+        ws.wait(lambda w: any("4471 overdue" in (m["data"].get("ocr_text") or "")
+                              and "Billing Console" in (m["data"].get("window_title") or "")
+                              for m in w.of("visual_index")), 30, "a visual event with the window's text and title")
         ws.wait(lambda w: any(m["data"].get("label") == "api_key" for m in w.of("alert")), 15, "a secret alert")
     finally:
         if win:
@@ -122,8 +132,9 @@ def test_capture_to_ai_on_the_rig(rig, server, tmp_path):
     assert interims, "interim transcripts arrive while someone speaks"
     assert wer(" ".join(SAID), " ".join(m["data"]["text"] for m in finals[:len(SAID)])) <= 0.15
     assert finals[0]["data"]["start"] / 1000 >= t_said[0] - 1.0
-    vis = next(m for m in ws.of("visual_index") if "4471 overdue" in (m["data"].get("ocr_text") or ""))
-    assert "Billing Console" in vis["data"]["text"] or "Billing Console" in (vis["data"].get("window_title") or "")
+    vis = next(m for m in ws.of("visual_index") if "4471 overdue" in (m["data"].get("ocr_text") or "")
+               and "Billing Console" in (m["data"].get("window_title") or ""))
+    assert "Billing Console" in vis["data"]["text"]  # the event's text names the window
     assert SECRET not in str(ws.msgs), "the secret never leaves the pipeline unredacted"
     # search: a paraphrase finds the spoken moment; on-screen text by keyword; the clip plays
     shots = mic_rts.search("when does the lorry come").get_shots()

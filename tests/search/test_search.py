@@ -1,4 +1,4 @@
-"""Hybrid search index: real MiniLM embedder, real SQLite/FTS5, real usearch graph. No mocks."""
+"""Hybrid search index: real MiniLM embedder, real SQLite/FTS5, real vector files (binary codes + float16). No mocks."""
 from __future__ import annotations
 
 import random
@@ -181,9 +181,8 @@ def test_persistence_reopen_rebuild_and_replay(tmp_path):
     with SearchIndex(path) as ix:  # plain reopen
         assert len(ix) == 2 and ix.vectors.loaded
         assert ix.search("coffee maker not working", "c1", mode="semantic")[0].doc_id == "a"
-    # graph file corrupt and flat file missing: rebuilt from SQLite
-    path.with_name(path.name + ".ann.usearch").write_bytes(b"garbage")
-    path.with_name(path.name + ".ann.f16").unlink()
+    # code file corrupt (a partial row): both vector files rebuilt from SQLite
+    path.with_name(path.name + ".ann.bits").write_bytes(b"garbage")
     with SearchIndex(path) as ix:
         assert not ix.vectors.loaded and len(ix.vectors) == 2
         assert ix.search("coffee maker not working", "c1", mode="semantic")[0].doc_id == "a"

@@ -6,15 +6,15 @@
     ix.search("when is the finance review rescheduled", collection_id="c-1")   # -> [Hit(...)]
 
 Storage: one SQLite file (WAL) of its own with a ``search_meta`` table holding the schema version. Each
-segment row keeps its vector (float16). The approximate-nearest-neighbour graph (vectors.py) is a cache
-persisted beside it and rebuilt from SQLite when missing or corrupt; rows added after its last save are
+segment row keeps its vector (float16). The vector files (vectors.py: a float16 matrix and 1-bit codes) are a
+cache persisted beside it and rebuilt from SQLite when missing or corrupt; rows added after its last save are
 replayed on open (row ids only grow: AUTOINCREMENT), rows deleted since are dropped when results are joined.
 
 Ranking: the keyword leg runs FTS5 BM25 over a sanitised query (any user text is safe: every word becomes a
 quoted FTS5 phrase, so quotes, operators and punctuation are inert). In hybrid mode it requires every content
 word (AND) so that stray word overlaps do not outvote meaning; in keyword mode it falls back to OR. The
-semantic leg ranks by cosine, exactly over the filtered rows when they are few, through the ANN graph with
-post-filtering otherwise. Hybrid fuses the two ranked lists by reciprocal rank fusion (k=60).
+semantic leg ranks by cosine, exactly over the filtered rows when they are few; otherwise exactly over the
+rows nearest by binary code (a Hamming scan of all rows), post-filtered. Hybrid fuses the two ranked lists by reciprocal rank fusion (k=60).
 
 Scores are 0..1, higher is better: semantic = cosine clipped at 0; keyword = 61/(60+rank); hybrid =
 RRF sum / the best possible RRF sum (1.0 = first in both legs, 0.5 = first in one leg only).
@@ -40,7 +40,7 @@ SCHEMA_VERSION = 1
 RRF_K = 60
 PREFILTER_MAX = 10_000  # filtered candidate sets up to this size are searched exactly
 KEYWORD_SCAN_MAX = 2_000  # keyword matches scored per query (newest first)
-AUTOSAVE_EVERY = 200_000  # save the ANN graph after this many unsaved additions
+AUTOSAVE_EVERY = 200_000  # flush the vector files after this many unsaved additions
 MODES = ("hybrid", "keyword", "semantic")
 _COLS = ("doc_id", "collection_id", "session_id", "rtstream_id", "rtstream_name", "channel_id", "kind",
          "index_id", "start", "end", "text", "metadata")
@@ -124,7 +124,7 @@ def _f16(vecs: np.ndarray) -> np.ndarray:
 
 
 class SearchIndex:
-    """Thread-safe hybrid search index stored in its own SQLite file (WAL) plus a persisted ANN graph."""
+    """Thread-safe hybrid search index stored in its own SQLite file (WAL) plus persisted vector files."""
 
     def __init__(self, path: Path | str, embedder=None, ann_threads: int = 2,
                  prefilter_max: int = PREFILTER_MAX, keyword_scan_max: int = KEYWORD_SCAN_MAX):
@@ -137,7 +137,7 @@ class SearchIndex:
         self.keyword_scan_max = keyword_scan_max
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
-        self._write = threading.Lock()  # one writer at a time (SQLite + vector graph stay in step)
+        self._write = threading.Lock()  # one writer at a time (SQLite + vector files stay in step)
         self._conns_lock = threading.Lock()
         self._closed = False
         self._unsaved = 0
@@ -155,6 +155,7 @@ class SearchIndex:
                 db.execute("INSERT OR REPLACE INTO search_meta VALUES ('max_duration', ?)", (str(dur),))
         self._max_dur = float(self._meta("max_duration"))
         self.vectors = VectorIndex(self.path.with_name(self.path.name + ".ann"), threads=ann_threads)
+        self.path.with_name(self.path.name + ".ann.usearch").unlink(missing_ok=True)  # graph of vdbnb <= 0.1
         self._sync_vectors()
 
     # ------------------------------------------------------------------------------------ plumbing
@@ -185,7 +186,7 @@ class SearchIndex:
         return row[0] if row else default
 
     def _sync_vectors(self) -> None:
-        """Bring the ANN graph up to date with SQLite (after a crash, or when its file was lost)."""
+        """Bring the vector files up to date with SQLite (after a crash, or when its file was lost)."""
         db = self._db()
         synced = int(self._meta("ann_max_id", "0")) if self.vectors.loaded else 0
         rows = db.execute("SELECT count(*), max(id) FROM segments WHERE id > ?", (synced,)).fetchone()
@@ -200,7 +201,7 @@ class SearchIndex:
         self.flush()
 
     def flush(self) -> None:
-        """Save the ANN graph (also done by close()); rows added later are replayed from SQLite on open."""
+        """Flush the vector files (also done by close()); rows added later are replayed from SQLite on open."""
         with self._write:
             max_id = self._db().execute("SELECT coalesce(max(id), 0) FROM segments").fetchone()[0]
             self.vectors.save()
@@ -220,6 +221,7 @@ class SearchIndex:
                 except sqlite3.ProgrammingError:  # created in another thread that is gone
                     pass
             self._conns.clear()
+        self.vectors.close()
 
     def __enter__(self) -> "SearchIndex":
         return self
@@ -375,15 +377,22 @@ class SearchIndex:
         if small is not None:  # few rows pass the filters: exact cosine over them
             ids, sims = self.vectors.exact(np.array(small, dtype=np.int64), qv, depth)
             return [(int(i), float(s)) for i, s in zip(ids, sims)]
-        # many rows pass: ANN, then keep those that pass the filters; widen until enough survive
-        k = depth * 4
+        # many rows pass: the rows nearest by binary code, ranked exactly, then those that pass the filters
+        # (checked in rank order); widen the scan until enough survive
+        n = self.vectors.rescore
         while True:
-            ids, sims = self.vectors.search(qv, k)
-            keep = self._filter_ids(ids, where, args)
-            res = [(int(i), float(s)) for i, s in zip(ids, sims) if int(i) in keep]
-            if len(res) >= depth or len(ids) < k or k >= 4096:
-                return res[:depth]
-            k *= 4
+            cand = self.vectors.candidates(qv, n)
+            ids, sims = self.vectors.exact(cand, qv, len(cand))
+            res: list[tuple[int, float]] = []
+            for lo in range(0, len(ids), 4 * depth):
+                part = ids[lo:lo + 4 * depth]
+                keep = self._filter_ids(part, where, args)
+                res += [(int(i), float(s)) for i, s in zip(part, sims[lo:lo + 4 * depth]) if int(i) in keep]
+                if len(res) >= depth:
+                    return res[:depth]
+            if len(cand) >= len(self.vectors) or n >= 64 * self.vectors.rescore:
+                return res
+            n *= 4
 
     def _fetch(self, ids: Sequence[int], cols: str, where: str = "1", args: Sequence = ()) -> list[tuple]:
         db = self._db()

@@ -26,6 +26,7 @@ import logging
 import re
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -57,6 +58,7 @@ CREATE INDEX IF NOT EXISTS segments_coll ON segments(collection_id, start);
 CREATE INDEX IF NOT EXISTS segments_stream ON segments(rtstream_id, start);
 CREATE INDEX IF NOT EXISTS segments_session ON segments(session_id, start);
 CREATE INDEX IF NOT EXISTS segments_index ON segments(index_id);
+CREATE INDEX IF NOT EXISTS segments_chan ON segments(collection_id, channel_id, kind);
 CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5(
     text, content='segments', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
 CREATE TRIGGER IF NOT EXISTS segments_ai AFTER INSERT ON segments BEGIN
@@ -140,6 +142,7 @@ class SearchIndex:
         self._write = threading.Lock()  # one writer at a time (SQLite + vector files stay in step)
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._legs = ThreadPoolExecutor(4, thread_name_prefix="vdbnb-search")
         self._unsaved = 0
         db = self._db()
         with self._write, db:
@@ -222,6 +225,7 @@ class SearchIndex:
                     pass
             self._conns.clear()
         self.vectors.close()
+        self._legs.shutdown(wait=False)
 
     def __enter__(self) -> "SearchIndex":
         return self
@@ -318,25 +322,30 @@ class SearchIndex:
                              index_id=index_id, kinds=kinds, channel_ids=channel_ids, start=start, end=end,
                              max_duration=self._max_dur)
         depth = max(limit * 3, 30)
-        cand = [r[0] for r in self._db().execute(f"SELECT id FROM segments WHERE {where} LIMIT ?",
-                                                  [*args, self.prefilter_max + 1])]
-        if not cand:
+        db = self._db()
+        passing = db.execute(f"SELECT count(*) FROM (SELECT 1 FROM segments WHERE {where} LIMIT ?)",
+                             [*args, self.prefilter_max + 1]).fetchone()[0]
+        if not passing:
             return []
-        small = cand if len(cand) <= self.prefilter_max else None  # few rows pass: pre-filter
-        scores: dict[int, float] = {}
-        cosine: dict[int, float] = {}
-        if mode != "semantic":
-            if small:  # the rows that pass are few: bound the FTS scan to their (time-ordered) id range
+        small = None  # few rows pass the filters: search exactly among them (pre-filter)
+        if passing <= self.prefilter_max:
+            small = [r[0] for r in db.execute(f"SELECT id FROM segments WHERE {where}", args)]
+        keyword = None
+        if mode != "semantic":  # the keyword leg runs beside the semantic one (SQLite and numpy free the GIL)
+            if small:  # bound the FTS scan to the (time-ordered) id range of the rows that pass
                 where_kw, args_kw = f"f.rowid BETWEEN ? AND ? AND {where}", [min(small), max(small), *args]
             else:
                 where_kw, args_kw = where, args
-            ranked = self._keyword(query, where_kw, args_kw, depth, fallback_or=(mode == "keyword"))
-            for r, i in enumerate(ranked):
-                scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + r + 1)
+            keyword = self._legs.submit(self._keyword, query, where_kw, args_kw, depth, mode == "keyword")
+        scores: dict[int, float] = {}
+        cosine: dict[int, float] = {}
         if mode != "keyword":
             for r, (i, s) in enumerate(self._semantic(query, where, args, depth, small)):
                 scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + r + 1)
                 cosine[i] = s
+        if keyword is not None:
+            for r, i in enumerate(keyword.result()):
+                scores[i] = scores.get(i, 0.0) + 1.0 / (RRF_K + r + 1)
         if mode == "semantic":
             final = {i: max(0.0, s) for i, s in cosine.items()}
         else:

@@ -193,15 +193,14 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.int64)
         with self._lock:
             ids = ids[(ids >= 1) & (ids < self._rows)]
-            rows = np.asarray(self._flat[np.sort(ids)], dtype=np.float32) if len(ids) else None
             ids = np.sort(ids)
+            ids = ids[self._lanes[:, ids].any(axis=0)]  # live rows only
+            rows = np.asarray(self._flat[ids], dtype=np.float32) if len(ids) else None
         if rows is None:
             return ids, np.zeros(0, np.float32)
         # einsum, not `@`: a (2,000 x 384) matrix-vector product is ~0.1 ms on one core, and BLAS's worker
         # threads cost ~10 ms to wake when the cores are busy
         sims = np.einsum("ij,j->i", rows, np.asarray(q, dtype=np.float32))
-        alive = np.any(rows != 0, axis=1)
-        ids, sims = ids[alive], sims[alive]
         k = min(k, len(ids))
         if k <= 0:
             return ids[:0], sims[:0]

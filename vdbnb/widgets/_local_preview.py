@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vdbnb.widgets.sources import Listeners
+
 Listener = Callable[[str, dict], None]
 _ENV_LOCK = threading.Lock()
 
@@ -77,8 +79,7 @@ class LocalPreviewSource:
         self.level_hz = level_hz
         self.jpeg_quality = jpeg_quality
         self._channels: list[dict] | None = None
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
+        self._listeners = Listeners()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._streams: list[Any] = []
@@ -92,14 +93,7 @@ class LocalPreviewSource:
         return [dict(c) for c in self._channels]
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-        return unsubscribe
+        return self._listeners.add(listener)
 
     def start(self, channels: list[str]) -> Any:
         raise NotImplementedError("local preview cannot record; use the recorder (vdbnb.CaptureClient) as the "
@@ -152,13 +146,7 @@ class LocalPreviewSource:
 
     # ---- internals ---------------------------------------------------------------------------
     def _emit(self, kind: str, payload: dict) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for fn in listeners:
-            try:
-                fn(kind, payload)
-            except Exception:  # noqa: BLE001 - a listener must not kill capture
-                pass
+        self._listeners.emit(kind, payload)
 
     def _grab_loop(self, displays: list[dict]) -> None:
         from PIL import Image

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from vdbnb import events as E
+from vdbnb.widgets.sources import Listeners
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,7 @@ class RecorderSource:
             from vdbnb.capture import SyncCaptureClient
             client = SyncCaptureClient(conn.generate_client_token(), getattr(conn, "base_url", None))
         self.client = client
-        self._listeners: list[Callable[[str, dict], None]] = []
-        self._lock = threading.Lock()
+        self._listeners = Listeners()
         self._channels: dict[str, Any] = {}
         self._shown: list[dict] | None = None
         self.default_selection: list[str] = []
@@ -81,14 +81,7 @@ class RecorderSource:
         return [dict(c) for c in self._shown]
 
     def subscribe(self, listener: Callable[[str, dict], None]) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-        return unsubscribe
+        return self._listeners.add(listener)
 
     def start_preview(self, channels: list[str] | None = None) -> None:
         res = self.client.start_preview(channels)
@@ -149,13 +142,7 @@ class RecorderSource:
 
     # ---- recorder events → panel
     def _emit(self, kind: str, payload: dict) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for fn in listeners:
-            try:
-                fn(kind, payload)
-            except Exception:  # noqa: BLE001
-                logger.exception("panel listener failed")
+        self._listeners.emit(kind, payload)
 
     def _dispatch(self, ev: Any) -> None:
         self._emit(ev.event, ev.payload)
@@ -167,30 +154,22 @@ class ConnectionEvents:
     def __init__(self, conn: Any, collection_id: str = "default"):
         self.conn = conn
         self.collection_id = collection_id
-        self._listeners: list[Callable[[E.Event], None]] = []
+        self._listeners = Listeners(on_empty=self._close_socket)
         self._lock = threading.Lock()
         self._listener: Any = None
 
     def subscribe(self, listener: Callable[[E.Event], None]) -> Callable[[], None]:
+        unsubscribe = self._listeners.add(listener)
         with self._lock:
-            self._listeners.append(listener)
             if self._listener is None:
-                self._listener = self.conn.listen(self._on_event, collection_id=self.collection_id)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-                if not self._listeners and self._listener is not None:
-                    self._listener.stop()
-                    self._listener = None
+                self._listener = self.conn.listen(self._listeners.emit, collection_id=self.collection_id)
         return unsubscribe
 
-    def _on_event(self, ev: E.Event) -> None:
+    def _close_socket(self) -> None:
         with self._lock:
-            listeners = list(self._listeners)
-        for fn in listeners:
-            fn(ev)
+            if self._listener is not None and not len(self._listeners):
+                self._listener.stop()
+                self._listener = None
 
 
 def recorder_sources(conn: Any = None, **kw: Any) -> tuple[RecorderSource, ConnectionEvents]:

@@ -22,6 +22,7 @@ Listeners are called from the source's own threads; they must be quick (the pane
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
@@ -30,6 +31,44 @@ from vdbnb.events import Event
 PreviewListener = Callable[[str, dict], None]
 EventListener = Callable[[Event], None]
 Unsubscribe = Callable[[], None]
+log = logging.getLogger(__name__)
+
+
+class Listeners:
+    """A thread-safe listener registry, the one every source uses: ``add(fn)`` returns the unsubscribe
+    function; ``emit(*args)`` calls each listener outside the lock, and a listener that raises is logged
+    without stopping the others (or the source's thread). ``on_empty`` runs when the last one leaves."""
+
+    def __init__(self, on_empty: Callable[[], None] | None = None):
+        self._fns: list[Callable[..., None]] = []
+        self._lock = threading.Lock()
+        self._on_empty = on_empty
+
+    def __len__(self) -> int:
+        return len(self._fns)
+
+    def add(self, fn: Callable[..., None]) -> Unsubscribe:
+        with self._lock:
+            self._fns.append(fn)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if fn not in self._fns:
+                    return
+                self._fns.remove(fn)
+                empty = not self._fns
+            if empty and self._on_empty is not None:
+                self._on_empty()
+        return unsubscribe
+
+    def emit(self, *args: Any) -> None:
+        with self._lock:
+            fns = list(self._fns)
+        for fn in fns:
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - one bad listener must not starve the others
+                log.exception("listener %r failed", fn)
 
 
 @runtime_checkable
@@ -66,33 +105,24 @@ class IterableEventSource:
 
     def __init__(self, iterable: Iterable[Any]):
         self._it = iterable
-        self._listeners: list[EventListener] = []
+        self._listeners = Listeners()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
 
     def subscribe(self, listener: EventListener) -> Unsubscribe:
+        unsubscribe = self._listeners.add(listener)
         with self._lock:
-            self._listeners.append(listener)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vdbnb-events", daemon=True)
                 self._thread.start()
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
         return unsubscribe
 
     def _run(self) -> None:
         try:
             for item in self._it:
-                ev = to_event(item)
-                with self._lock:
-                    listeners = list(self._listeners)
-                for fn in listeners:
-                    fn(ev)
+                self._listeners.emit(to_event(item))
         except BaseException as e:  # noqa: BLE001 - surfaced to the panel as an error
             self.error = e
         finally:

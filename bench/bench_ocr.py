@@ -1,11 +1,15 @@
 """Screen OCR benchmark on rendered 1080p desktops (PIL + DejaVu fonts): full frame, a changed window-sized
-region, a small edit, and a static screen, with character accuracy against the rendered text.
+region, a small edit, a moved window and a static screen, with character accuracy against the rendered text.
+The changed region is also read with rapidocr's engine as it was before issue #5 (float recogniser, spinning
+threads, fixed batches of 6), interleaved in the same run, and the ratio printed: the box is shared, so
+compare within a run.
 
     python bench/bench_ocr.py [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import random
@@ -79,9 +83,36 @@ def timeit(fn, repeat: int) -> tuple[float, float, object]:
     return float(np.median(ts)), float(np.median(cs)), out
 
 
+@contextlib.contextmanager
+def engine_before():
+    """ScreenReader on the OCR engine as it was before issue #5: rapidocr's own onnxruntime sessions (float
+    recogniser, spinning intra-op threads = VDBNB_OCR_THREADS), its fixed batches of 6 padded to >= 320 px."""
+    from rapidocr import RapidOCR
+
+    import vdbnb.ai.ocr as ocr
+
+    threads = int(os.environ.get("VDBNB_OCR_THREADS", "2"))
+    eng = RapidOCR(params={"Global.log_level": "error", "Global.use_cls": False, "Global.text_score": 0.5,
+                           "Det.limit_type": "max", "Det.limit_side_len": 4096,
+                           "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                           "EngineConfig.onnxruntime.inter_op_num_threads": 1})
+
+    def recognize(e, crops):
+        rec = e.recognize_txt(crops)
+        return [(str(t).strip(), float(sc)) for t, sc in zip(rec.txts, rec.scores)]
+
+    saved = ocr._ENGINE, ocr._recognize
+    ocr._ENGINE, ocr._recognize = eng, recognize
+    try:
+        yield
+    finally:
+        ocr._ENGINE, ocr._recognize = saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-before", action="store_true", help="skip the same-run comparison with the old engine")
     args = ap.parse_args()
     from vdbnb.ai.ocr import ChangeDetector, ScreenReader
 
@@ -118,7 +149,12 @@ def main() -> None:
         out = r.read(frame2, boxes, prev=frame)  # only lines whose pixels changed are read
         return time.perf_counter() - t, time.process_time() - c, out
 
-    rs = [region_fresh() for _ in range(args.repeat)]
+    rs, before = [], []
+    for _ in range(args.repeat):  # interleaved with the engine as before #5, so both see the same load
+        rs.append(region_fresh())
+        if not args.no_before:
+            with engine_before():
+                before.append(region_fresh())
     region_s = float(np.median([r[0] for r in rs]))
     region_cpu = float(np.median([r[1] for r in rs]))
     region_acc = char_acc(new, [ln.text for ln in rs[-1][2]])
@@ -138,6 +174,29 @@ def main() -> None:
     edit_out = r.read(frame3, b3, prev=frame)
     edit_s = time.perf_counter() - t
 
+    # a window moves (13, 7) px: its lines are the same pixels elsewhere; the crop cache is keyed by ink, so
+    # only lines whose surroundings changed are recognised again
+    img4 = Image.new("RGB", (1920, 1080), (62, 84, 112))
+    window(img4, (53, 47, 953, 767), truth[:20], dark=False, size=16)
+    window(img4, (980, 80, 1880, 800), truth[20:], dark=True, size=15, mono=True)
+    frame4 = np.array(img4)
+    r = ScreenReader()
+    r.read(frame)
+    cd3 = ChangeDetector()
+    cd3.update(frame)
+    b4 = cd3.update(frame4)
+    rec_count = []
+    import vdbnb.ai.ocr as ocr
+    real_recognize = ocr._recognize
+    ocr._recognize = lambda e, crops: rec_count.append(len(crops)) or real_recognize(e, crops)
+    try:
+        t = time.perf_counter()
+        moved_out = r.read(frame4, b4)
+        moved_s = time.perf_counter() - t
+    finally:
+        ocr._recognize = real_recognize
+    moved_acc = char_acc(truth[:20], [ln.text for ln in moved_out])
+
     # static screen
     t = time.perf_counter()
     static_boxes = cd2.update(frame3)
@@ -150,6 +209,13 @@ def main() -> None:
           "(~0.9 s reference)")
     print(f"{'window-sized region changed (700x420 dialog)':<44}{region_s:>8.2f}s{region_cpu:>7.2f}s"
           f"{region_acc * 100:>9.1f}%   ≤{GOAL_REGION_S} s  region {boxes}")
+    if before:
+        b_s, b_cpu = float(np.median([b[0] for b in before])), float(np.median([b[1] for b in before]))
+        print(f"{'  same region, engine as before #5':<44}{b_s:>8.2f}s{b_cpu:>7.2f}s"
+              f"{char_acc(new, [ln.text for ln in before[-1][2]]) * 100:>9.1f}%   "
+              f"now/before: wall {region_s / b_s:.2f}, CPU {region_cpu / b_cpu:.2f}")
+    print(f"{'window moved 13x7 px (read without prev)':<44}{moved_s:>8.2f}s{'':>8}{moved_acc * 100:>9.1f}%   "
+          f"{sum(rec_count)} of {len(moved_out)} lines recognised, the rest from the cache")
     print(f"{'one line edited (detect + read)':<44}{edit_s:>8.2f}s{'':>18}   "
           f"{[ln.text for ln in edit_out if 'Edited' in ln.text or '4242' in ln.text]}")
     print(f"{'change detection per frame':<44}{cd_s * 1000:>7.1f}ms")

@@ -99,3 +99,42 @@ def test_region_read_with_prev_returns_only_changed_lines(reader):
     texts = [ln.text for ln in lines]
     assert any("14:05" in t for t in texts), texts
     assert not any("revenue" in t.lower() or "settings" in t.lower() for t in texts), texts
+
+
+def test_moved_window_is_read_from_the_cache(reader, monkeypatch):
+    """Line crops are cached by their ink, not their exact box: the same text in a window that moved is not
+    recognised again (only lines whose surroundings changed are)."""
+    import vdbnb.ai.ocr as ocr
+
+    def window_at(dx, dy):
+        img = Image.new("RGB", (1280, 720), (70, 90, 120))
+        d = ImageDraw.Draw(img)
+        d.rectangle([30 + dx, 30 + dy, 620 + dx, 260 + dy], fill=(250, 250, 250))
+        for i, t in enumerate(LIGHT):
+            d.text((50 + dx, 60 + i * 50 + dy), t, font=ImageFont.truetype(FONT, 20), fill=(25, 25, 25))
+        return np.array(img)
+
+    r = ScreenReader()
+    r.read(window_at(0, 0))
+    counted = []
+    real = ocr._recognize
+    monkeypatch.setattr(ocr, "_recognize", lambda eng, crops: counted.append(len(crops)) or real(eng, crops))
+    lines = r.read(window_at(37, 23))
+    assert min(_match(LIGHT, lines)) >= 0.9, [ln.text for ln in lines]
+    assert sum(counted) == 0, counted
+    assert any(ln.box[0] >= 50 + 37 - 12 for ln in lines)  # boxes are where the text is now
+
+
+def test_recognition_batches_group_similar_widths():
+    from vdbnb.ai.ocr import _rec_batches
+
+    rng = np.random.default_rng(0)
+    crops = [np.zeros((int(h), int(w), 3), np.uint8) for h, w in zip(rng.integers(18, 40, 37),
+                                                                     rng.integers(20, 900, 37))]
+    batches = _rec_batches(crops, tol=1.15, most=4)
+    assert sorted(i for b in batches for i in b) == list(range(len(crops)))
+    ratio = [c.shape[1] / c.shape[0] for c in crops]
+    for b in batches:
+        assert 1 <= len(b) <= 4
+        assert max(ratio[i] for i in b) <= 1.15 * min(ratio[i] for i in b) + 1e-9
+    assert ratio[batches[0][-1]] == max(ratio)  # widest first, so parallel workers end together

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ import numpy as np
 
 from . import missing
 
+log = logging.getLogger("vdbnb.ai.ocr")
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1/y1 exclusive)
 
 
@@ -22,10 +24,24 @@ class OcrLine:
 
 _ENGINE = None
 _ENGINE_LOCK = threading.Lock()
+_POOL = None
+REC_BUCKET_TOL = 1.15  # lines recognised in one batch differ in aspect ratio by at most this factor
+REC_BUCKET_MAX = 4     # and are at most this many (small batches: they are padded to their widest line)
+
+
+def _threads() -> int:
+    return max(1, int(os.environ.get("VDBNB_OCR_THREADS", "2")))
 
 
 def _engine():
-    """The shared RapidOCR engine (loaded once; onnxruntime threads limited by VDBNB_OCR_THREADS, default 2)."""
+    """The shared RapidOCR engine (loaded once; onnxruntime threads limited by VDBNB_OCR_THREADS, default 2).
+
+    Its onnxruntime sessions are replaced by ours: threads that sleep instead of spinning when idle (the
+    box is shared with speech-to-text and the other pipelines, where spinning threads steal CPU from each
+    other), one intra-op thread for recognition (ScreenReader runs line batches in parallel instead, which
+    scales better than splitting one small batch), and the recogniser's MatMul weights quantised to int8
+    (see ``_quantized_rec``: same text on rendered screens, ~10 % less CPU).
+    """
     global _ENGINE
     with _ENGINE_LOCK:
         if _ENGINE is None:
@@ -33,7 +49,7 @@ def _engine():
                 from rapidocr import RapidOCR
             except ImportError as e:
                 raise missing("rapidocr") from e
-            threads = int(os.environ.get("VDBNB_OCR_THREADS", "2"))
+            threads = _threads()
             params = {
                 "Global.log_level": "error",
                 "Global.use_cls": False,  # screen text is upright; the angle classifier only costs time
@@ -43,16 +59,135 @@ def _engine():
                 "Det.limit_side_len": 4096,
                 "EngineConfig.onnxruntime.intra_op_num_threads": threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                # ScreenReader makes its own batches of lines of similar width (see _rec_batches); the
+                # minimum width is lowered from 320 so a short word is not padded to a long line
+                "Rec.rec_batch_num": REC_BUCKET_MAX,
+                "Rec.rec_img_shape": [3, 48, 96],
             }
-            _ENGINE = RapidOCR(params=params)
+            eng = RapidOCR(params=params)
+            blank = np.full((48, 96, 3), 255, np.uint8)
+            eng(blank, use_det=True, use_cls=False, use_rec=False)  # rapidocr loads its models on first use
+            eng.recognize_txt([blank])
+            _tune_sessions(eng, threads)
+            _ENGINE = eng
         return _ENGINE
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def _tune_sessions(eng, threads: int) -> None:
+    """Swap the engine's onnxruntime sessions for ours (see ``_engine``); keep rapidocr's where that fails."""
+    import onnxruntime as ort
+
+    for part, n, quantize in ((eng.text_det, threads, False), (eng.text_rec, 1, True)):
+        wrapper = getattr(getattr(part, "session", None), "session", None)
+        src = getattr(wrapper, "_model_path", None)
+        if not src or not os.path.exists(src):
+            continue
+        path = (_quantized_rec(src) if quantize else None) or src
+        try:
+            part.session.session = ort.InferenceSession(path, sess_options=_session_options(n),
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as e:  # pragma: no cover - a broken cache file: keep rapidocr's own session
+            log.warning("OCR: keeping rapidocr's session for %s (%s)", path, e)
+
+
+def _quantized_rec(src: str) -> str | None:
+    """``src`` with its MatMul/Gemm weights quantised to int8 (onnxruntime dynamic quantisation), derived once
+    into ``model_cache_dir()`` and keyed by the source's content; None when that is not possible (the
+    ``onnx`` package missing, VDBNB_OCR_INT8=0), and the float model is used.
+
+    Only the MatMuls: the convolutions stay float (quantising them too loses characters at line ends)."""
+    if os.environ.get("VDBNB_OCR_INT8", "1") == "0":
+        return None
+    try:
+        import onnxruntime
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from . import model_cache_dir
+
+        with open(src, "rb") as f:
+            digest = hashlib.blake2b(f.read(), digest_size=8).hexdigest()
+        name = os.path.splitext(os.path.basename(src))[0]
+        out = model_cache_dir() / f"{name}.matmul-int8.{digest}.ort{onnxruntime.__version__}.onnx"
+        if not out.exists():
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")
+            logging.disable(logging.WARNING)  # the quantiser advises pre-processing on the root logger
+            try:
+                quantize_dynamic(src, str(tmp), weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=["MatMul", "Gemm"])
+            finally:
+                logging.disable(logging.NOTSET)
+            os.replace(tmp, out)
+        return str(out)
+    except Exception as e:  # ImportError (no onnx), a read-only cache, an op the quantiser does not know
+        log.info("OCR: float recogniser (int8 quantisation unavailable: %s)", e)
+        return None
+
+
+def _pool():
+    """Threads that recognise batches of lines in parallel (VDBNB_OCR_THREADS of them)."""
+    global _POOL
+    with _ENGINE_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(_threads(), thread_name_prefix="ocr-rec")
+        return _POOL
+
+
+def _rec_batches(crops: list[np.ndarray], tol: float = REC_BUCKET_TOL, most: int = REC_BUCKET_MAX) -> list[list[int]]:
+    """Indexes of ``crops`` grouped into batches of similar aspect ratio, widest batches first.
+
+    Every line of a batch is padded to the batch's widest: rapidocr's fixed batches of 6 padded ~30 % of the
+    recogniser's input on a typical screen (short labels batched with long lines)."""
+    order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / max(1, crops[i].shape[0]))
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        r = crops[i].shape[1] / max(1, crops[i].shape[0])
+        if cur and (len(cur) >= most or r > tol * crops[cur[0]].shape[1] / max(1, crops[cur[0]].shape[0])):
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        out.append(cur)
+    return out[::-1]
+
+
+def _recognize(eng, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+    """(text, score) of each line crop: batches of similar width, run in parallel on the OCR threads."""
+    batches = _rec_batches(crops)
+
+    def one(idx: list[int]):
+        rec = eng.recognize_txt([crops[i] for i in idx])
+        return idx, rec.txts, rec.scores
+
+    res: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+    outs = map(one, batches) if len(batches) < 2 or _threads() < 2 else _pool().map(one, batches)
+    for idx, txts, scores in outs:
+        for i, text, score in zip(idx, txts, scores):
+            res[i] = (str(text).strip(), float(score))
+    return res
 
 
 class ScreenReader:
     """Read text from RGB screen frames, optionally only inside given boxes.
 
-    Lines whose pixels were already recognised are answered from a cache, so re-reading a region where
-    little changed costs only the detection pass.
+    Lines whose ink was already recognised are answered from a cache (keyed by the ink, not its place: a
+    window that moved or scrolled is not read again), so re-reading a region where little changed costs only
+    the detection pass. Recognition runs in batches of lines of similar width, in parallel on
+    VDBNB_OCR_THREADS threads.
     """
 
     def __init__(self, pad: int = 6, min_score: float = 0.5, det_scale: float = 0.5, cache_size: int = 4096,
@@ -94,7 +229,7 @@ class ScreenReader:
         return _dedupe(out)
 
     def _read_crop(self, crop: np.ndarray, ox: int, oy: int, old: np.ndarray | None = None) -> list[OcrLine]:
-        """Detect lines on a downscaled copy, recognise each line at full resolution (cached by pixels)."""
+        """Detect lines on a downscaled copy, recognise each line at full resolution (cached by its ink)."""
         from rapidocr.utils.process_img import get_rotate_crop_image
 
         bgr = np.ascontiguousarray(crop[:, :, ::-1], dtype=np.uint8)
@@ -118,14 +253,14 @@ class ScreenReader:
                 polys = [p for p in polys if _changed(crop, old, p)]
                 if not polys:
                     return []
-            crops = [get_rotate_crop_image(bgr, p.copy()) for p in polys]
-            keys = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() + bytes(str(c.shape), "ascii")
-                    for c in crops]
+            keys = [_key(bgr[max(0, int(p[:, 1].min())):int(np.ceil(p[:, 1].max())) + 1,
+                             max(0, int(p[:, 0].min())):int(np.ceil(p[:, 0].max())) + 1]) for p in polys]
             todo = [i for i, k in enumerate(keys) if k not in self._cache]
             if todo:
-                rec = eng.recognize_txt([_margin(crops[i], self.rec_margin) for i in todo])
-                for i, text, score in zip(todo, rec.txts, rec.scores):
-                    self._remember(keys[i], (str(text).strip(), float(score)))
+                crops = [_margin(get_rotate_crop_image(bgr, polys[i].copy()), self.rec_margin) for i in todo]
+                rec = _recognize(eng, crops)
+                for i, value in zip(todo, rec):
+                    self._remember(keys[i], value)
         lines = []
         for p, k in zip(polys, keys):
             text, score = self._cache.get(k, ("", 0.0))
@@ -152,10 +287,33 @@ def _margin(crop: np.ndarray, frac: float) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([band, crop, band]))
 
 
-def _changed(new: np.ndarray, old: np.ndarray, poly: np.ndarray, tol: int = 12) -> bool:
-    """Whether the pixels under a detected line differ between two crops of the same place."""
+def _key(crop: np.ndarray, tol: int = 40) -> bytes:
+    """Cache key of a line: a hash of its ink (the pixels of its box in the frame that differ from the box's
+    border colour), trimmed to their bounding box, so the same text read again from a window that moved or
+    scrolled, or from a detection box a pixel larger or smaller, is answered from the cache. (Not the
+    recogniser's crop: a box detected a hair rotated is resampled, and its pixels change.)"""
+    core = crop
+    if crop.shape[0] > 2 and crop.shape[1] > 2:
+        border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
+        bg = np.median(border, axis=0)
+        ink = (np.abs(crop.astype(np.int16) - bg.astype(np.int16)) > tol).any(axis=2)
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        if rows.size:
+            core = crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return hashlib.blake2b(np.ascontiguousarray(core).tobytes(), digest_size=16).digest() + bytes(
+        str(core.shape), "ascii")
+
+
+def _changed(new: np.ndarray, old: np.ndarray, poly: np.ndarray, tol: int = 12, core: float = 0.2) -> bool:
+    """Whether the pixels of a detected line differ between two crops of the same place.
+
+    Only the line's core is compared: the detected box is the text grown by a margin (~0.2 of its height
+    on each side), and a change in that margin alone (a window edge or a caret next to the text, a
+    neighbour's box) leaves the text as it was."""
     x0, y0 = max(0, int(poly[:, 0].min())), max(0, int(poly[:, 1].min()))
     x1, y1 = int(np.ceil(poly[:, 0].max())) + 1, int(np.ceil(poly[:, 1].max())) + 1
+    m = int((y1 - y0) * core)
+    x0, y0, x1, y1 = x0 + m, y0 + m, max(x0 + m + 1, x1 - m), max(y0 + m + 1, y1 - m)
     a, b = new[y0:y1, x0:x1], old[y0:y1, x0:x1]
     return a.size == 0 or bool((np.abs(a.astype(np.int16) - b.astype(np.int16)) > tol).any())
 

@@ -203,7 +203,8 @@ class AudioEncoder:
 
 class Fragmenter:
     """Groups packets into :class:`Fragment` s. Video: a new fragment at every keyframe (one GOP each);
-    audio: a new fragment when adding a packet would exceed ``max_s`` (0.5 s)."""
+    audio: a new fragment when adding a packet would exceed ``max_s`` (0.5 s) or when the packet does not
+    follow the previous one in time."""
 
     def __init__(self, channel_id: str, kind: str, codec: str, codec_info: dict, start_seq: int = 0,
                  max_s: float = 0.5):
@@ -222,7 +223,12 @@ class Fragmenter:
             if self._pk:
                 if self.kind == "video" and p.key:
                     out.append(self._cut())
-                elif self.kind == "audio" and (p.pts + p.dur) - self._pk[0].pts > self.max_s + 1e-6:
+                elif self.kind == "audio" and ((p.pts + p.dur) - self._pk[0].pts > self.max_s + 1e-6
+                                               or abs(p.pts - (self._pk[-1].pts + self._pk[-1].dur))
+                                               > p.dur / 2):
+                    # an audio fragment is one continuous run: its packets must fill t0..t1 (check_media),
+                    # so a jump in time (the device dropped samples and the clock was re-anchored) starts
+                    # a new fragment instead of making this one unacceptable to the server
                     out.append(self._cut())
             if self.kind == "video" and not self._pk and not p.key:
                 continue  # a fragment must start with a keyframe (cannot happen with our encoder)

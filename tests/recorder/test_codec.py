@@ -150,3 +150,24 @@ def test_mux_duration_gaps_and_tracks(tmp_path):
     # a trimmed export
     s3 = codec.mux_mp4(tmp_path / "t.mp4", vfr, tracks, start=t0 + 2.5, end=t0 + 8.0)
     assert abs(codec.probe_duration(s3["path"]) - 5.5) < 0.1
+
+
+def test_audio_fragments_split_at_a_clock_jump_and_all_pass_ingest_checks():
+    """When the capture clock and the encoder's sample clock disagree (a loaded machine delivers a block
+    late, then the next early; or a device stalls for > 5 s) the encoder re-anchors and packet times jump.
+    Packets after a jump start a new fragment, so every fragment still fills its t0..t1 exactly; a fragment
+    spanning the jump was rejected by ingest (BAD_MEDIA), which lost its seq."""
+    enc = codec.AudioEncoder(channels=1)
+    fr = codec.Fragmenter("mic:default", "audio", "opus", enc.codec_info, max_s=0.25)
+    t0 = time.time() - 30
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(48000 * 3) / 48000)).astype(np.float32)
+    frags = fr.add(enc.push(tone[:28800], t0))                        # 0.6 s
+    frags += fr.add(enc.push(tone[28800:48000], t0 + 0.6 - 0.1))      # capture clock 100 ms behind
+    frags += fr.add(enc.push(tone[48000:96000], t0 + 0.9 + 6.0))      # the device stalled for 6 s
+    frags += fr.add(enc.flush()) + fr.flush()
+    assert [f.seq for f in frags] == list(range(len(frags)))
+    for f in frags:
+        codec.check_media(unpack(f.pack()))  # raises FragmentError("BAD_MEDIA", ...) for a spanning fragment
+    starts = [f.t0 for f in frags]
+    assert any(b < a_end for a_end, b in zip([f.t1 for f in frags], starts[1:]))  # the backward re-anchor
+    assert frags[-1].t1 > t0 + 6.9  # the stall: 5 s of silence filled, the rest skipped in time

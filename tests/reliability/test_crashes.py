@@ -21,6 +21,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -51,124 +52,113 @@ def spool(tmp_path):
     return d
 
 
-@pytest.mark.slow
-@pytest.mark.rig
-def test_server_sigkill_mid_capture(request, rig, tmp_path, spool):
-    hooks = WebhookReceiver().start()
-    srv = Server(tmp_path / "data").start()
-    request.addfinalizer(srv.stop)   # even if the test fails before its own finally
-    c = None
+@pytest.fixture
+def live(rig, tmp_path, spool):
+    """A server with a webhook receiver, a capture session and a recorder capturing CH into ``spool``; the
+    client (``live.client``), the upload-progress events (``live.progress``); all stopped at teardown."""
+    live = SimpleNamespace(hooks=WebhookReceiver().start(), srv=Server(tmp_path / "data").start(), client=None)
     try:
-        sid, token = new_session(srv, callback_url=hooks.url)
-        c = SyncCaptureClient(token, srv.url)
-        progress = []
-        c.on_event(progress.append, ["upload-progress"])
-        start(c, sid, spool)
-        hooks.wait_for(lambda e: "capture_session.active" in [x["event"] for x in e], 20)
-        time.sleep(4)
-        acked = dict(progress[-1].payload["acked"])      # what the recorder saw acknowledged
-        t_kill = time.time()
-        srv.kill()
-        time.sleep(6)
-        mid = c.stats()
-        spooled = sum(mid["unacked"].values())
-        srv.start()
-        t_up = time.time()
-        # the session resumes: still active after the restart, fragments flow again
-        assert session_row(srv, sid)["status"] == "active"
-        assert wait_until(lambda: not any(c.stats()["unacked"].values()), 20), c.stats()["unacked"]
-        t_drained = time.time()
-        time.sleep(3)
-        done = c.stop_session()
+        live.sid, token = new_session(live.srv, callback_url=live.hooks.url)
+        live.client = SyncCaptureClient(token, live.srv.url)
+        live.progress = []
+        live.client.on_event(live.progress.append, ["upload-progress"])
+        start(live.client, live.sid, spool)
+        yield live
     finally:
-        if c:
-            c.shutdown()
-    try:
-        assert done["status"] == "complete" and not done["unacked"], done
-        on_disk, in_db = stored(srv.data_dir, sid), db_fragments(srv.data_dir, sid)
-        lost_acked, holes = {}, {}
-        for cid in CH:
-            seqs = [h["seq"] for h in on_disk[cid]]
-            assert seqs == in_db[cid] == list(range(done["fragments"][cid])), cid
-            lost_acked[cid] = sorted(set(range(acked.get(cid, -1) + 1)) - set(seqs))
-            if cid != "display:1":    # audio is continuous: any hole is lost media
-                holes[cid] = gaps(on_disk[cid])
-        span = {cid: (on_disk[cid][0]["t0"], on_disk[cid][-1]["t1"]) for cid in CH}
-        covers_kill = all(a < t_kill and b > t_up for a, b in span.values())
-        print(f"\nSERVER SIGKILL: down {t_up - t_kill:.1f}s, {spooled} fragments spooled meanwhile, resent "
-              f"{t_drained - t_up:.1f}s after restart; acked-before-kill lost: "
-              f"{sum(map(len, lost_acked.values()))}; audio holes: {holes}; "
-              f"fragments {done['fragments']}; reconnects {done['upload']['reconnects']}")
-        assert covers_kill and spooled > 0
-        assert not any(lost_acked.values()) and not any(holes.values())
-        assert not (spool / sid).exists()
-        assert integrity_check(srv.data_dir) == "ok"
-        evs = hooks.wait_for(lambda e: len([x for x in e if x["capture_session_id"] == sid]) >= 5, 30)
-        got = [x["event"] for x in evs if x["capture_session_id"] == sid]
-        assert [e for i, e in enumerate(got) if i == 0 or e != got[i - 1]] == LIFECYCLE, got
-        wh = Webhook((srv.data_dir / "webhook_secret").read_text().strip())
-        for rec in hooks.received:
-            wh.verify(rec["body"], rec["headers"])
-    finally:
-        hooks.stop()
-        srv.stop()
+        if live.client:
+            live.client.shutdown()
+        live.hooks.stop()
+        live.srv.stop()
 
 
 @pytest.mark.slow
 @pytest.mark.rig
-def test_recorder_sigkill_session_ends_and_exports(request, rig, tmp_path, spool):
-    hooks = WebhookReceiver().start()
-    srv = Server(tmp_path / "data").start()
-    request.addfinalizer(srv.stop)   # even if the test fails before its own finally
-    c = None
-    try:
-        sid, token = new_session(srv, callback_url=hooks.url)
-        c = SyncCaptureClient(token, srv.url)
-        progress = []
-        c.on_event(progress.append, ["upload-progress"])
-        start(c, sid, spool)
-        time.sleep(6)
-        acked = dict(progress[-1].payload["acked"])
-        assert session_row(srv, sid)["status"] == "active"
-        t_kill = time.time()
-        os.kill(c.pid, signal.SIGKILL)
-        left = wait_until(lambda: session_row(srv, sid)["status"] != "active", 30, 0.05)
-        t_left = time.time() - t_kill
-        row = session_row(srv, sid)
-        assert left and row["status"] == "stopped", row["status"]
-        c.shutdown()
-        c = None
-        exp = f"{srv.url}/collection/default/capture/session/{sid}/export"
-        t = time.time()
-        res = wait_until(lambda: (lambda d: d if d["export_status"] in ("exported", "failed") else None)(
-            httpx.post(exp, headers=srv.headers(), json={}, timeout=30).json()["data"]), 120, 0.5)
-        t_export = time.time() - t
-        assert res["export_status"] == "exported", res
-        on_disk = stored(srv.data_dir, sid)
-        for cid in CH:
-            assert set(range(acked[cid] + 1)) <= {h["seq"] for h in on_disk[cid]}, cid
-        from vdbnb.codec import probe_duration
-        mp4 = next((srv.data_dir / "exports" / sid).glob(f"{res['video_id']}.mp4"))
-        dur = probe_duration(mp4)
-        t0 = min(on_disk[cid][0]["t0"] for cid in CH)
-        t1 = max(on_disk[cid][-1]["t1"] for cid in CH)
-        r = httpx.get(res["stream_url"], headers={"range": "bytes=0-99"})
-        assert r.status_code == 206
-        left_in_spool = len(list((spool / sid).rglob("*.frag"))) if (spool / sid).exists() else 0
-        print(f"\nRECORDER SIGKILL: session left 'active' {t_left:.1f}s after the kill "
-              f"(status {row['status']}, error {row['error']!r}); export {t_export:.1f}s, "
-              f"{dur:.1f}s of media for {t1 - t0:.1f}s stored; {left_in_spool} unacked fragments left in the "
-              f"dead recorder's spool (resent if the session is resumed, see test_resilience)")
-        assert abs(dur - (t1 - t0)) < 1.0
-        assert t_left <= 11.5, t_left   # VDBNB_RECORDER_GRACE_S=10 + the watchdog's 1 s tick
-        evs = hooks.wait_for(lambda e: any(x["event"] == "capture_session.stopped" for x in e), 20)
-        stop = [x for x in evs if x["event"] == "capture_session.stopped"][0]
-        assert stop["data"]["reason"] == "recorder_lost"
-    finally:
-        if c:
-            c.shutdown()
-        hooks.stop()
-        srv.stop()
+def test_server_sigkill_mid_capture(live, spool):
+    hooks, srv, sid, c, progress = live.hooks, live.srv, live.sid, live.client, live.progress
+    hooks.wait_for(lambda e: "capture_session.active" in [x["event"] for x in e], 20)
+    time.sleep(4)
+    acked = dict(progress[-1].payload["acked"])      # what the recorder saw acknowledged
+    t_kill = time.time()
+    srv.kill()
+    time.sleep(6)
+    mid = c.stats()
+    spooled = sum(mid["unacked"].values())
+    srv.start()
+    t_up = time.time()
+    # the session resumes: still active after the restart, fragments flow again
+    assert session_row(srv, sid)["status"] == "active"
+    assert wait_until(lambda: not any(c.stats()["unacked"].values()), 20), c.stats()["unacked"]
+    t_drained = time.time()
+    time.sleep(3)
+    done = c.stop_session()
+    assert done["status"] == "complete" and not done["unacked"], done
+    on_disk, in_db = stored(srv.data_dir, sid), db_fragments(srv.data_dir, sid)
+    lost_acked, holes = {}, {}
+    for cid in CH:
+        seqs = [h["seq"] for h in on_disk[cid]]
+        assert seqs == in_db[cid] == list(range(done["fragments"][cid])), cid
+        lost_acked[cid] = sorted(set(range(acked.get(cid, -1) + 1)) - set(seqs))
+        if cid != "display:1":    # audio is continuous: any hole is lost media
+            holes[cid] = gaps(on_disk[cid])
+    span = {cid: (on_disk[cid][0]["t0"], on_disk[cid][-1]["t1"]) for cid in CH}
+    covers_kill = all(a < t_kill and b > t_up for a, b in span.values())
+    print(f"\nSERVER SIGKILL: down {t_up - t_kill:.1f}s, {spooled} fragments spooled meanwhile, resent "
+          f"{t_drained - t_up:.1f}s after restart; acked-before-kill lost: "
+          f"{sum(map(len, lost_acked.values()))}; audio holes: {holes}; "
+          f"fragments {done['fragments']}; reconnects {done['upload']['reconnects']}")
+    assert covers_kill and spooled > 0
+    assert not any(lost_acked.values()) and not any(holes.values())
+    assert not (spool / sid).exists()
+    assert integrity_check(srv.data_dir) == "ok"
+    evs = hooks.wait_for(lambda e: len([x for x in e if x["capture_session_id"] == sid]) >= 5, 30)
+    got = [x["event"] for x in evs if x["capture_session_id"] == sid]
+    assert [e for i, e in enumerate(got) if i == 0 or e != got[i - 1]] == LIFECYCLE, got
+    wh = Webhook((srv.data_dir / "webhook_secret").read_text().strip())
+    for rec in hooks.received:
+        wh.verify(rec["body"], rec["headers"])
+
+
+@pytest.mark.slow
+@pytest.mark.rig
+def test_recorder_sigkill_session_ends_and_exports(live, spool):
+    hooks, srv, sid, c, progress = live.hooks, live.srv, live.sid, live.client, live.progress
+    time.sleep(6)
+    acked = dict(progress[-1].payload["acked"])
+    assert session_row(srv, sid)["status"] == "active"
+    t_kill = time.time()
+    os.kill(c.pid, signal.SIGKILL)
+    left = wait_until(lambda: session_row(srv, sid)["status"] != "active", 30, 0.05)
+    t_left = time.time() - t_kill
+    row = session_row(srv, sid)
+    assert left and row["status"] == "stopped", row["status"]
+    c.shutdown()
+    live.client = None
+    exp = f"{srv.url}/collection/default/capture/session/{sid}/export"
+    t = time.time()
+    res = wait_until(lambda: (lambda d: d if d["export_status"] in ("exported", "failed") else None)(
+        httpx.post(exp, headers=srv.headers(), json={}, timeout=30).json()["data"]), 120, 0.5)
+    t_export = time.time() - t
+    assert res["export_status"] == "exported", res
+    on_disk = stored(srv.data_dir, sid)
+    for cid in CH:
+        assert set(range(acked[cid] + 1)) <= {h["seq"] for h in on_disk[cid]}, cid
+    from vdbnb.codec import probe_duration
+    mp4 = next((srv.data_dir / "exports" / sid).glob(f"{res['video_id']}.mp4"))
+    dur = probe_duration(mp4)
+    t0 = min(on_disk[cid][0]["t0"] for cid in CH)
+    t1 = max(on_disk[cid][-1]["t1"] for cid in CH)
+    r = httpx.get(res["stream_url"], headers={"range": "bytes=0-99"})
+    assert r.status_code == 206
+    left_in_spool = len(list((spool / sid).rglob("*.frag"))) if (spool / sid).exists() else 0
+    print(f"\nRECORDER SIGKILL: session left 'active' {t_left:.1f}s after the kill "
+          f"(status {row['status']}, error {row['error']!r}); export {t_export:.1f}s, "
+          f"{dur:.1f}s of media for {t1 - t0:.1f}s stored; {left_in_spool} unacked fragments left in the "
+          f"dead recorder's spool (resent if the session is resumed, see test_resilience)")
+    assert abs(dur - (t1 - t0)) < 1.0
+    assert t_left <= 11.5, t_left   # VDBNB_RECORDER_GRACE_S=10 + the watchdog's 1 s tick
+    evs = hooks.wait_for(lambda e: any(x["event"] == "capture_session.stopped" for x in e), 20)
+    stop = [x for x in evs if x["event"] == "capture_session.stopped"][0]
+    assert stop["data"]["reason"] == "recorder_lost"
 
 
 KERNEL = textwrap.dedent("""

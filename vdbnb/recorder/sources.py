@@ -85,7 +85,38 @@ def make_thumbnail(bgra, width: int = 320, quality: int = 70) -> tuple[bytes, in
     return buf.getvalue(), width, h
 
 
-class ScreenSource:
+class _Source:
+    """What a screen and an audio source share: a worker that runs while anyone uses the channel (a preview
+    or the encoder); subclasses say how it starts (``_start``) and stops (``_stop``)."""
+    preview: bool
+    encoder_cb: Callable | None
+    _thread: threading.Thread | None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def update(self):
+        """(Re)start or stop the worker according to its users."""
+        want = self.preview or self.encoder_cb is not None
+        if want and not self.running:
+            self._start()
+        elif not want and self.running:
+            self._stop()
+
+    def stop(self):
+        self.preview = False
+        self.encoder_cb = None
+        self.update()
+
+    def _start(self):
+        raise NotImplementedError
+
+    def _stop(self):
+        raise NotImplementedError
+
+
+class ScreenSource(_Source):
     """Grabs one display at a fixed tick. ``on_frame(img_bgra, ts, encode: bool)``, ``on_thumb(...)``."""
 
     def __init__(self, channel_id: str, index: int, tracker: WindowTracker, emit: Callable[[str, dict], None],
@@ -103,7 +134,7 @@ class ScreenSource:
         self.enc_fps = 2.0
         self.paused = False
         self.privacy = Privacy()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = {"grabs": 0, "thumbs": 0, "encoded": 0, "grab_ms": 0.0}
         self._changed = threading.Event()
@@ -117,29 +148,21 @@ class ScreenSource:
         self._prev_state = None
         self._last_enc = 0.0
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def update(self):
-        """(Re)start or stop the thread according to users."""
-        want = self.preview or self.encoder_cb is not None
-        if want and not self.running:
-            self._stop.clear()
-            self.tracker.acquire()
-            self._thread = threading.Thread(target=self._run, name=f"screen-{self.channel_id}", daemon=True)
-            self._thread.start()
-        elif not want and self.running:
-            self._stop.set()
-            self._thread.join(5)
-            self._thread = None
-            self.tracker.release()
+        super().update()
         self._changed.set()
 
-    def stop(self):
-        self.preview = False
-        self.encoder_cb = None
-        self.update()
+    def _start(self):
+        self._halt.clear()
+        self.tracker.acquire()
+        self._thread = threading.Thread(target=self._run, name=f"screen-{self.channel_id}", daemon=True)
+        self._thread.start()
+
+    def _stop(self):
+        self._halt.set()
+        self._thread.join(5)
+        self._thread = None
+        self.tracker.release()
 
     def _frame_of(self, buf, w: int, h: int):
         """A BGRA av.VideoFrame of the grab, reusing one buffer (0.6 ms vs 2.4 ms for from_ndarray)."""
@@ -168,7 +191,7 @@ class ScreenSource:
         t_start = time.time()
         enc_every = 1
         last_geo_check = time.time()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             recording = self.encoder_cb is not None
             if recording:  # thumbnails at >= 2 fps ride on the encoder's schedule
                 enc_every = max(1, math.ceil(min(self.thumb_fps, 2.0) / self.enc_fps - 1e-9))
@@ -181,7 +204,7 @@ class ScreenSource:
             target = t_start + n_tick * tick
             delay = target - time.time()
             if delay > 0:
-                if self._stop.wait(delay):
+                if self._halt.wait(delay):
                     break
             elif delay < -2 * tick:  # fell behind (CPU starved): skip ahead instead of bursting
                 t_start, n_tick = time.time(), 0
@@ -285,7 +308,7 @@ def _audio_backend() -> str:
     return b
 
 
-class AudioSource:
+class AudioSource(_Source):
     """One audio channel: a capture subprocess (sounddevice worker with PULSE_SOURCE, or parec) writing
     float32 PCM; a reader thread timestamps blocks on the shared clock, emits levels, feeds the encoder."""
 
@@ -305,22 +328,6 @@ class AudioSource:
         self._stopping = False
         self.stats = {"levels": 0, "samples": 0, "reanchors": 0}
         self.backend = _audio_backend()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def update(self):
-        want = self.preview or self.encoder_cb is not None
-        if want and not self.running:
-            self._start()
-        elif not want and self.running:
-            self._stop()
-
-    def stop(self):
-        self.preview = False
-        self.encoder_cb = None
-        self.update()
 
     def _cmd(self) -> tuple[list[str], dict]:
         env = {**os.environ}

@@ -550,12 +550,14 @@ class Recorder:
         await s.uplink.close()
         unacked = s.uplink.unacked()
         left = s.uplink.spool.remove_if_empty() if not unacked else sum(unacked.values())
-        payload = {"sessionId": s.sid, "status": "complete" if drained and not stop_err else "incomplete",
+        rejected = [{k: m.get(k) for k in ("channel_id", "seq", "error_code", "message")} for m in s.uplink.rejected]
+        payload = {"sessionId": s.sid,
+                   "status": "complete" if drained and not stop_err and not rejected else "incomplete",
                    "started_at": s.started_at, "stopped_at": s.stopped_at,
                    "duration": s.stopped_at - s.started_at, "drain_s": round(time.time() - s.stopped_at, 3),
                    "fragments": {c: pl.fragments for c, pl in s.pipelines.items()},
                    "bytes": {c: pl.bytes for c, pl in s.pipelines.items()},
-                   "acked": dict(s.uplink.acked_last), "unacked": unacked,
+                   "acked": dict(s.uplink.acked_last), "unacked": unacked, "rejected": rejected,
                    "spool_dir": str(s.uplink.spool.dir) if left else None,
                    "lost_channels": s.lost, "stop": stop_data, "stop_error": stop_err,
                    "upload": dict(s.uplink.stats)}

@@ -2,10 +2,12 @@
 
 Sixteen sentences (the first eight alone with --n 8) are spoken with espeak-ng (-s 160), separated by pauses, and streamed in real time in 0.1 s chunks.
 Measured: end of speech → final (wall clock), first interim after onset, WER of the finals (tiny.en live) and
-of the accurate pass (Whisper base) over the same recording, CPU and RSS.
+of the accurate pass (Whisper base) over the same recording, CPU and RSS. WER is scored after OpenAI Whisper's
+English text normaliser (tests/helpers.py, the one implementation for tests and benches).
 
     python bench/bench_stt.py                 # vdbnb + WhisperLive (if installed)
     python bench/bench_stt.py --no-peer --pause 8
+    python bench/bench_stt.py --no-peer --show   # reference / hypothesis of every sentence, both passes
 """
 from __future__ import annotations
 
@@ -54,14 +56,22 @@ GOALS = {"p50": 0.8, "p95": 1.5, "wer_live": 0.05, "wer_acc": 0.03}
 # ------------------------------------------------------------------------------------------ audio, WER
 
 def speak(text: str, speed: int = 160) -> np.ndarray:
+    """espeak-ng speech (22.05 kHz) resampled to 16 kHz the way the server resamples captured audio (PyAV's
+    libswresample, band-limited). Plain linear interpolation would alias the 8-11 kHz content into the band
+    Whisper hears, which no capture path does."""
+    import av
+
     with tempfile.TemporaryDirectory() as d:
         f = os.path.join(d, "s.wav")
         subprocess.run(["espeak-ng", "-s", str(speed), "-w", f, text], check=True, capture_output=True)
         with wave.open(f) as w:
             rate = w.getframerate()
             x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
-    n = int(round(len(x) * SR / rate))
-    return np.interp(np.arange(n) * rate / SR, np.arange(len(x)), x).astype(np.float32)
+    rs = av.AudioResampler(format="flt", layout="mono", rate=SR)
+    fr = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
+    fr.sample_rate = rate
+    out = [r.to_ndarray().reshape(-1) for r in [*rs.resample(fr), *rs.resample(None)]]
+    return np.concatenate(out).astype(np.float32)
 
 
 def build(pause: float, n: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
@@ -118,8 +128,9 @@ def run_vdbnb(x: np.ndarray, spans, model: str) -> dict:
             lat.append(max(mine) - e)
     hyp = " ".join(u.text for _, _, u in finals)
     ref = " ".join(SENTENCES[: len(spans)])
+    per = [" ".join(u.text for kk, _, u in finals if kk == k) for k in range(len(spans))]
     return {"lat": lat, "first_interim": list(first_interim.values()), "wer": wer(ref, hyp),
-            "n_finals": len(finals), "cpu": cpu / wall, "texts": [u.text for _, _, u in finals]}
+            "n_finals": len(finals), "cpu": cpu / wall, "texts": [u.text for _, _, u in finals], "per": per}
 
 
 def _sentence_of(a: float, b: float, spans) -> int | None:
@@ -139,7 +150,17 @@ def run_accurate(x: np.ndarray, spans, model: str = "base.en") -> dict:
     utts = accurate_pass(x, 0.0, model=model)
     dt = time.perf_counter() - t
     ref = " ".join(SENTENCES[: len(spans)])
-    return {"wer": wer(ref, " ".join(u.text for u in utts)), "rtf": dt / (x.size / SR), "n": len(utts)}
+    per = [" ".join(u.text for u in utts if _sentence_of(u.start, u.end, spans) == k) for k in range(len(spans))]
+    return {"wer": wer(ref, " ".join(u.text for u in utts)), "rtf": dt / (x.size / SR), "n": len(utts),
+            "per": per}
+
+
+def show(name: str, per: list[str]) -> None:
+    """Reference and hypothesis of each sentence (words counted after the WER normaliser)."""
+    print(f"\n{name}: per sentence (WER, reference / hypothesis)")
+    for ref, hyp in zip(SENTENCES, per):
+        e = wer(ref, hyp)
+        print(f"  {e * 100:5.1f}%  {ref}\n{'':9}{hyp}{'' if e == 0 else '   <<<'}")
 
 
 # ----------------------------------------------------------------------------------------- WhisperLive
@@ -268,6 +289,7 @@ def main() -> None:
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--no-peer", action="store_true", help="skip WhisperLive")
     ap.add_argument("--no-accurate", action="store_true")
+    ap.add_argument("--show", action="store_true", help="print reference and hypothesis of every sentence")
     args = ap.parse_args()
     if not shutil.which("espeak-ng"):
         sys.exit("espeak-ng is not installed: apt-get install espeak-ng")
@@ -301,6 +323,10 @@ def main() -> None:
     if isinstance(wl, dict):
         print("WhisperLive per-sentence latency (s):", " ".join(f"{v:.2f}" for v in wl["lat"]),
               f"; server max RSS {wl['rss']:.0f} MB")
+    if args.show:
+        show(f"live ({args.model})", v["per"])
+        if acc:
+            show("accurate pass (base.en)", acc["per"])
 
 
 if __name__ == "__main__":

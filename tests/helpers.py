@@ -1,6 +1,7 @@
 """Test helpers: a real webhook receiver on 127.0.0.1, real encoded fragments, the server's secrets."""
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -134,15 +135,20 @@ def pcm_fragments(channel_id: str, pcm48: np.ndarray, t0: float, start_seq: int 
     return out + fr.flush()
 
 
-_NUM = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
-        "8": "eight", "9": "nine", "10": "ten", "11": "eleven", "12": "twelve"}
+@functools.lru_cache(maxsize=1)
+def _normaliser():
+    try:
+        from whisper_normalizer.english import EnglishTextNormalizer
+    except ImportError as e:  # a test dependency (pyproject: test extra)
+        raise RuntimeError("WER needs whisper-normalizer: pip install 'vdbnb[test]'") from e
+    return EnglishTextNormalizer()
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words for WER (punctuation dropped, small numbers spelled out)."""
-    import re
-    t = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("o'clock", "oclock").replace("-", " "))
-    return [_NUM.get(w, w) for w in t.split()]
+    """Words for WER, normalised the standard way: OpenAI Whisper's English text normaliser (case,
+    punctuation, hyphens, contractions, spelled-out numbers to digits, British to American spelling, fillers
+    such as "um" removed), as used to score Whisper and in the open ASR leaderboards."""
+    return _normaliser()(text).split()
 
 
 def edit_distance(a: list[str], b: list[str]) -> int:

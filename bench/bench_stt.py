@@ -22,13 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tests.helpers import wer  # noqa: E402  (one WER implementation for tests and benches)
+from tests.helpers import speak_16k, wer  # noqa: E402  (one WER implementation for tests and benches)
 
 SR = 16000
 CHUNK = 1600  # 0.1 s
@@ -55,23 +54,7 @@ GOALS = {"p50": 0.8, "p95": 1.5, "wer_live": 0.05, "wer_acc": 0.03}
 
 # ------------------------------------------------------------------------------------------ audio, WER
 
-def speak(text: str, speed: int = 160) -> np.ndarray:
-    """espeak-ng speech (22.05 kHz) resampled to 16 kHz the way the server resamples captured audio (PyAV's
-    libswresample, band-limited). Plain linear interpolation would alias the 8-11 kHz content into the band
-    Whisper hears, which no capture path does."""
-    import av
-
-    with tempfile.TemporaryDirectory() as d:
-        f = os.path.join(d, "s.wav")
-        subprocess.run(["espeak-ng", "-s", str(speed), "-w", f, text], check=True, capture_output=True)
-        with wave.open(f) as w:
-            rate = w.getframerate()
-            x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
-    rs = av.AudioResampler(format="flt", layout="mono", rate=SR)
-    fr = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
-    fr.sample_rate = rate
-    out = [r.to_ndarray().reshape(-1) for r in [*rs.resample(fr), *rs.resample(None)]]
-    return np.concatenate(out).astype(np.float32)
+speak = speak_16k  # one implementation, shared with the tests
 
 
 def build(pause: float, n: int) -> tuple[np.ndarray, list[tuple[float, float]]]:

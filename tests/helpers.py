@@ -98,6 +98,29 @@ def video_fragments(channel_id: str, seconds: float = 2.0, fps: float = 2.0, t0:
     return out + fr.flush()
 
 
+def speak_16k(text: str, speed: int = 160) -> np.ndarray:
+    """espeak-ng speech as 16 kHz mono float32, resampled the way the server resamples captured audio (PyAV's
+    libswresample, band-limited). Plain linear interpolation would alias the 8-11 kHz content into the band
+    Whisper hears, which no capture path does."""
+    import subprocess
+    import tempfile
+    import wave
+
+    import av
+
+    with tempfile.TemporaryDirectory() as d:
+        f = f"{d}/s.wav"
+        subprocess.run(["espeak-ng", "-s", str(speed), "-w", f, text], check=True, capture_output=True)
+        with wave.open(f) as w:
+            rate = w.getframerate()
+            x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
+    rs = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    fr = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
+    fr.sample_rate = rate
+    out = [r.to_ndarray().reshape(-1) for r in [*rs.resample(fr), *rs.resample(None)]]
+    return np.concatenate(out).astype(np.float32)
+
+
 def espeak_wav(text: str, path, rate: int | None = None, speed: int = 160) -> str:
     """Speak ``text`` into a wav file with espeak-ng (optionally resampled with sox)."""
     import subprocess

@@ -4,11 +4,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import subprocess
-import tempfile
 
 import numpy as np
 import pytest
+
+from tests.helpers import edit_distance, speak_16k, words as norm_words  # one WER implementation
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded at run time
 
@@ -29,18 +29,7 @@ SENTENCES = [
 def _speak(text: str, speed: int) -> bytes:
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed: apt-get install espeak-ng")
-    with tempfile.TemporaryDirectory() as d:
-        wav = os.path.join(d, "s.wav")
-        subprocess.run(["espeak-ng", "-s", str(speed), "-w", wav, text], check=True, capture_output=True)
-        import wave
-
-        with wave.open(wav) as w:
-            rate = w.getframerate()
-            x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
-    # resample to 16 kHz (linear interpolation over the band-limited espeak output is enough here)
-    n = int(round(len(x) * SR / rate))
-    y = np.interp(np.arange(n) * rate / SR, np.arange(len(x)), x).astype(np.float32)
-    return y.tobytes()
+    return speak_16k(text, speed).tobytes()
 
 
 def speak(text: str, speed: int = 160) -> np.ndarray:
@@ -48,7 +37,6 @@ def speak(text: str, speed: int = 160) -> np.ndarray:
     return np.frombuffer(_speak(text, speed), np.float32).copy()
 
 
-from tests.helpers import edit_distance, words as norm_words  # noqa: E402  (one WER implementation)
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:

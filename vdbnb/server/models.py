@@ -6,6 +6,12 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# bounds of query parameters: past them SQLite's 64-bit integers (OFFSET) and epoch arithmetic overflow
+MAX_OFFSET = 10**9
+MAX_PAGE = 10**6
+MAX_EPOCH_S = 1e11  # seconds since 1970: the year 5138
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", protected_namespaces=(), populate_by_name=True)
 

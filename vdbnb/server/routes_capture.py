@@ -13,7 +13,7 @@ from .context import DEFAULT_COLLECTION, admin, base_url, ctx_of, principal
 from .errors import APIError, bad_request, not_found
 from .hub import Subscriber
 from .ingest import IngestError
-from .models import CreateCollection, CreateSession, ExportRequest, StartCapture, TokenRequest
+from .models import MAX_OFFSET, CreateCollection, CreateSession, ExportRequest, StartCapture, TokenRequest
 from .sessions import ACTIVE, STARTING, STOPPED, STOPPING
 from .store import now
 
@@ -68,7 +68,7 @@ def create_capture_session(cid: str, body: CreateSession, request: Request, _: P
 
 @router.get("/collection/{cid}/capture/session", tags=["capture"])
 def list_capture_sessions(cid: str, request: Request, status: str | None = None,
-                          limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                          limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
                           _: Principal = Depends(admin)):
     collection_row(request, cid)
     sessions = ctx_of(request).sessions.list(cid, status, limit, offset)

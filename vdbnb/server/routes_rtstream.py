@@ -11,8 +11,8 @@ from ..events import AUDIO_INDEX, TRANSCRIPT, VISUAL_INDEX, new_id
 from .auth import Principal
 from .context import admin, base_url, ctx_of
 from .errors import APIError, bad_request, not_found
-from .models import (Action, AlertRequest, EventRequest, IndexRequest, RTStreamExport, SearchRequest,
-                     TranscriptionRequest)
+from .models import (MAX_EPOCH_S, MAX_OFFSET, MAX_PAGE, Action, AlertRequest, EventRequest, IndexRequest,
+                     RTStreamExport, SearchRequest, TranscriptionRequest)
 from .routes_capture import collection_row, ok
 from .sessions import rtstream_dict
 from .store import dec, now
@@ -79,7 +79,7 @@ def collection_search(cid: str, body: SearchRequest, request: Request, _: Princi
 # ---------------------------------------------------------------- rtstreams
 @router.get("/rtstream")
 def list_rtstreams(request: Request, collection_id: str = "default", limit: int = Query(100, ge=1, le=1000),
-                   offset: int = Query(0, ge=0), status: str | None = None, name: str | None = None,
+                   offset: int = Query(0, ge=0, le=MAX_OFFSET), status: str | None = None, name: str | None = None,
                    ordering: str | None = None, _: Principal = Depends(admin)):
     q, p = "SELECT * FROM rtstreams WHERE collection_id=?", [collection_id]
     if status:
@@ -136,7 +136,7 @@ def transcription_status(rid: str, request: Request, _: Principal = Depends(admi
 
 
 @router.get("/rtstream/{rid}/transcription")
-def get_transcription(rid: str, request: Request, page: int = Query(1, ge=1), page_size: int = Query(100, ge=1,
+def get_transcription(rid: str, request: Request, page: int = Query(1, ge=1, le=MAX_PAGE), page_size: int = Query(100, ge=1,
                       le=1000), start: float | None = None, end: float | None = None, since: float | None = None,
                       engine: str | None = None, _: Principal = Depends(admin)):
     rts_row(request, rid)
@@ -198,7 +198,7 @@ def list_indexes(rid: str, request: Request, _: Principal = Depends(admin)):
 
 
 @router.get("/rtstream/{rid}/index/scene/{idx}")
-def get_scenes(rid: str, idx: str, request: Request, page: int = Query(1, ge=1),
+def get_scenes(rid: str, idx: str, request: Request, page: int = Query(1, ge=1, le=MAX_PAGE),
                page_size: int = Query(100, ge=1, le=1000), start: float | None = None, end: float | None = None,
                _: Principal = Depends(admin)):
     index_row(request, rid, idx)
@@ -309,7 +309,7 @@ def rtstream_search(rid: str, body: SearchRequest, request: Request, _: Principa
 
 # ---------------------------------------------------------------- clips and exports
 @router.get("/rtstream/{rid}/stream")
-def generate_stream(rid: str, request: Request, start: float = Query(..., gt=0), end: float = Query(..., gt=0),
+def generate_stream(rid: str, request: Request, start: float = Query(..., gt=0, le=MAX_EPOCH_S), end: float = Query(..., gt=0, le=MAX_EPOCH_S),
                     _: Principal = Depends(admin)):
     r = rts_row(request, rid)
     if end < start:
@@ -345,7 +345,7 @@ def _check_sig(request: Request, path: str, signed: str) -> None:
 
 
 @router.get("/media/rtstream/{rid}/clip.mp4", include_in_schema=False)
-def clip_file(rid: str, request: Request, start: float = Query(...), end: float = Query(...)):
+def clip_file(rid: str, request: Request, start: float = Query(..., ge=-MAX_EPOCH_S, le=MAX_EPOCH_S), end: float = Query(..., ge=-MAX_EPOCH_S, le=MAX_EPOCH_S)):
     path = f"/media/rtstream/{rid}/clip.mp4"
     _check_sig(request, path, f"{path}?start={start:.3f}&end={end:.3f}")
     from .exports import clip_path
@@ -371,7 +371,7 @@ def video_player(vid: str, request: Request):
 
 
 @router.get("/player/rtstream/{rid}", include_in_schema=False)
-def clip_player(rid: str, request: Request, start: float = Query(...), end: float = Query(...)):
+def clip_player(rid: str, request: Request, start: float = Query(..., ge=-MAX_EPOCH_S, le=MAX_EPOCH_S), end: float = Query(..., ge=-MAX_EPOCH_S, le=MAX_EPOCH_S)):
     q = f"start={start:.3f}&end={end:.3f}"
     _check_sig(request, f"/player/rtstream/{rid}", f"/player/rtstream/{rid}?{q}")
     path = f"/media/rtstream/{rid}/clip.mp4"

@@ -514,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-only", action="store_true", help="only the back-end comparison")
     ap.add_argument("--only", help="comma-separated back-end name fragments for --compare")
     ap.add_argument("--reuse", action="store_true", help="reuse the index a previous run left in --out (same --n)")
+    ap.add_argument("--cold", action="store_true", help="drop the page cache before measuring (root only)")
     ap.add_argument("--show-misses", action="store_true", help="print each labelled query hybrid search missed")
     ap.add_argument("--random-queries", type=int, default=140, help="extra unlabelled queries for ANN recall")
     a = ap.parse_args(argv)
@@ -596,7 +597,15 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         ann_p50, ann_p95 = _pcts(ann_ms)
 
-        ix.search("warm up", "c-bench")
+        if a.cold:  # measure as after a reboot: nothing of the index in the page cache
+            try:
+                os.sync()
+                Path("/proc/sys/vm/drop_caches").write_text("1\n")
+                print("  page cache dropped: the first queries read the index from disk", flush=True)
+            except OSError as e:
+                print(f"  --cold: cannot drop the page cache ({e}); needs root", flush=True)
+        else:
+            ix.search("warm up", "c-bench")
         kinds = [k for _, _, k in planted]
         results = []
         for mode in ("hybrid", "semantic", "keyword"):

@@ -59,6 +59,8 @@ CREATE INDEX IF NOT EXISTS segments_stream ON segments(rtstream_id, start);
 CREATE INDEX IF NOT EXISTS segments_session ON segments(session_id, start);
 CREATE INDEX IF NOT EXISTS segments_index ON segments(index_id);
 CREATE INDEX IF NOT EXISTS segments_chan ON segments(collection_id, channel_id, kind);
+CREATE INDEX IF NOT EXISTS segments_byid ON segments(id, collection_id, channel_id, kind, session_id, rtstream_id,
+    index_id, start, "end");
 CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5(
     text, content='segments', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
 CREATE TRIGGER IF NOT EXISTS segments_ai AFTER INSERT ON segments BEGIN
@@ -403,19 +405,23 @@ class SearchIndex:
                 return res
             n *= 4
 
-    def _fetch(self, ids: Sequence[int], cols: str, where: str = "1", args: Sequence = ()) -> list[tuple]:
+    def _fetch(self, ids: Sequence[int], cols: str, where: str = "1", args: Sequence = (),
+               by: str = "NOT INDEXED") -> list[tuple]:
+        """Rows of ``ids`` that match ``where``. ``by`` makes SQLite look the ids up by rowid (NOT INDEXED) or
+        through an index led by the id; left to itself the planner would walk a filter's index instead."""
         db = self._db()
         out: list[tuple] = []
         ids = [int(i) for i in ids]
         for i in range(0, len(ids), 900):
             part = ids[i:i + 900]
-            # NOT INDEXED: look the ids up by rowid; the planner would otherwise walk a filter's index
-            out += db.execute(f"SELECT {cols} FROM segments NOT INDEXED WHERE id IN ({','.join('?' * len(part))}) "
+            out += db.execute(f"SELECT {cols} FROM segments {by} WHERE id IN ({','.join('?' * len(part))}) "
                               f"AND {where}", [*part, *args]).fetchall()
         return out
 
     def _filter_ids(self, ids: np.ndarray, where: str, args: list) -> set[int]:
-        return {r[0] for r in self._fetch(ids, "id", where, args)}
+        # through segments_byid, which holds every filter column: ~70 bytes an entry, where a table row with
+        # its text and vector is ~1.2 KB, so checking a few thousand candidates reads ~20x fewer pages
+        return {r[0] for r in self._fetch(ids, "id", where, args, by="INDEXED BY segments_byid")}
 
     def _hits(self, ids: list[int], scores: dict[int, float]) -> list[Hit]:
         rows = {r[0]: r[1:] for r in self._fetch(ids, "id, " + ", ".join(_q(c) for c in _COLS))}

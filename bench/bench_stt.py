@@ -52,17 +52,14 @@ SENTENCES = [
 GOALS = {"p50": 0.8, "p95": 1.5, "wer_live": 0.05, "wer_acc": 0.03}
 
 
-# ------------------------------------------------------------------------------------------ audio, WER
-
-speak = speak_16k  # one implementation, shared with the tests
-
+# ------------------------------------------------------------------------------------------ audio
 
 def build(pause: float, n: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """The stream: pause, sentence, pause, ...; returns audio and (speech start, speech end) per sentence."""
     rng = np.random.default_rng(0)
     parts, spans, pos = [np.zeros(int(pause * SR), np.float32)], [], int(pause * SR)
     for s in SENTENCES[:n]:
-        a = speak(s)
+        a = speak_16k(s)
         idx = np.nonzero(np.abs(a) > 0.01)[0]
         spans.append(((pos + idx[0]) / SR, (pos + idx[-1] + 1) / SR))
         parts += [a, np.zeros(int(pause * SR), np.float32)]
@@ -81,8 +78,8 @@ def run_vdbnb(x: np.ndarray, spans, model: str) -> dict:
     from vdbnb.ai.stt import StreamingTranscriber, get_transcriber
 
     tr = get_transcriber(model)
-    tr.transcribe(speak("Warm up the model."))
-    tr.transcribe_fast(speak("Warm up."))
+    tr.transcribe(speak_16k("Warm up the model."))
+    tr.transcribe_fast(speak_16k("Warm up."))
     st = StreamingTranscriber(model=model)
     finals, first_interim = [], {}
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -128,7 +125,7 @@ def _sentence_of(a: float, b: float, spans) -> int | None:
 def run_accurate(x: np.ndarray, spans, model: str = "base.en") -> dict:
     from vdbnb.ai.stt import accurate_pass, get_transcriber
 
-    get_transcriber(model).transcribe(speak("Warm up the model."))
+    get_transcriber(model).transcribe(speak_16k("Warm up the model."))
     t = time.perf_counter()
     utts = accurate_pass(x, 0.0, model=model)
     dt = time.perf_counter() - t

@@ -263,3 +263,22 @@ def test_keyword_scan_is_bounded_newest_first(tmp_path):
         hits = ix.search("alpha release", "c1", mode="keyword", limit=8)
         assert {h.doc_id for h in hits} == {"k5", "k6", "k7"}
         assert len(ix.search("alpha release", "c1", mode="hybrid", limit=8)) == 8  # semantic leg sees all
+
+
+def test_post_filter_widening_matches_the_exact_pre_filter(tmp_path):
+    """Many rows pass a filter (post-filter path: binary-code shortlist, exact ranking, then the filter in rank
+    order, widening the shortlist when too few survive) — same hits as exact search among the passing rows."""
+    rng = random.Random(5)
+    docs = [one(f"d{i}", f"{rng.choice(FILLER)} number {i}", channel_id="screen" if i % 10 == 0 else "mic",
+                kind="ocr" if i % 10 == 0 else "transcript") for i in range(400)]
+    with SearchIndex(tmp_path / "post.sqlite", prefilter_max=5) as post, \
+            SearchIndex(tmp_path / "pre.sqlite") as pre:
+        vecs = get_embedder().embed([d.text for d in docs])
+        post.add(docs, vectors=vecs)
+        pre.add(docs, vectors=vecs)
+        post.vectors.rescore = 8  # a shortlist of ~8 of 400 rows: a 10 % filter needs several widenings
+        for q in ("login service timing out", "quarterly numbers", "coffee machine"):
+            got = post.search(q, "c1", channel_ids=["screen"], mode="semantic", limit=5)
+            want = pre.search(q, "c1", channel_ids=["screen"], mode="semantic", limit=5)
+            assert [h.doc_id for h in got] == [h.doc_id for h in want] and len(got) == 5, q
+            assert all(h.channel_id == "screen" for h in got)

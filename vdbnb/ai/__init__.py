@@ -18,8 +18,9 @@ def missing(pkg: str, extra: str = "ai") -> RuntimeError:
 
 
 @functools.lru_cache(maxsize=None)
-def ort_session_options(threads: int = 1):
-    """One shared onnxruntime SessionOptions per thread count (default 1 intra-op thread)."""
+def ort_session_options(threads: int = 1, spinning: bool = True):
+    """One shared onnxruntime SessionOptions per thread count (default 1 intra-op thread). ``spinning=False``:
+    idle intra-op threads sleep instead of busy-waiting (engines that share the box with others)."""
     try:
         import onnxruntime as ort
     except ImportError as e:  # pragma: no cover - depends on the install
@@ -28,6 +29,8 @@ def ort_session_options(threads: int = 1):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

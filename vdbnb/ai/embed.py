@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import ort_session_options
+
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIM = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
@@ -55,9 +57,7 @@ class Embedder:
         self.tokenizer = Tokenizer.from_file(str(tok))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads or os.environ.get("VDBNB_EMBED_THREADS", 2))
-        opts.inter_op_num_threads = 1
+        opts = ort_session_options(int(threads or os.environ.get("VDBNB_EMBED_THREADS", 2)))
         self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()  # one run at a time: the session already uses every thread it has
 

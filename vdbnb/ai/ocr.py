@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import missing
+from . import missing, ort_session_options
 
 log = logging.getLogger("vdbnb.ai.ocr")
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1/y1 exclusive)
@@ -73,18 +73,6 @@ def _engine():
         return _ENGINE
 
 
-def _session_options(threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return so
-
-
 def _tune_sessions(eng, threads: int) -> None:
     """Swap the engine's onnxruntime sessions for ours (see ``_engine``); keep rapidocr's where that fails."""
     import onnxruntime as ort
@@ -96,7 +84,7 @@ def _tune_sessions(eng, threads: int) -> None:
             continue
         path = (_quantized_rec(src) if quantize else None) or src
         try:
-            part.session.session = ort.InferenceSession(path, sess_options=_session_options(n),
+            part.session.session = ort.InferenceSession(path, sess_options=ort_session_options(n, spinning=False),
                                                         providers=["CPUExecutionProvider"])
         except Exception as e:  # pragma: no cover - a broken cache file: keep rapidocr's own session
             log.warning("OCR: keeping rapidocr's session for %s (%s)", path, e)

@@ -391,14 +391,18 @@ class SearchIndex:
         # many rows pass: the rows nearest by binary code, ranked exactly, then those that pass the filters
         # (checked in rank order); widen the scan until enough survive
         n = self.vectors.rescore
+        passes: dict[int, bool] = {}  # filter verdicts, kept across widenings
         while True:
             cand = self.vectors.candidates(qv, n)
             ids, sims = self.vectors.exact(cand, qv, len(cand))
             res: list[tuple[int, float]] = []
             for lo in range(0, len(ids), 4 * depth):
-                part = ids[lo:lo + 4 * depth]
-                keep = self._filter_ids(part, where, args)
-                res += [(int(i), float(s)) for i, s in zip(part, sims[lo:lo + 4 * depth]) if int(i) in keep]
+                part = [int(i) for i in ids[lo:lo + 4 * depth]]
+                unknown = [i for i in part if i not in passes]
+                if unknown:
+                    keep = self._filter_ids(unknown, where, args)
+                    passes.update((i, i in keep) for i in unknown)
+                res += [(i, float(s)) for i, s in zip(part, sims[lo:lo + 4 * depth]) if passes[i]]
                 if len(res) >= depth:
                     return res[:depth]
             if len(cand) >= len(self.vectors) or n >= 64 * self.vectors.rescore:

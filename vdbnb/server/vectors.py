@@ -76,7 +76,7 @@ class VectorIndex:
                 self._flat = np.memmap(self.flat_path, dtype=np.float16, mode="r+", shape=(rows, self.dim))
                 self._codes = np.memmap(self.code_path, dtype=np.uint64, mode="r+", shape=(rows, self.lanes))
                 self._lanes = np.ascontiguousarray(self._codes.T)
-                live = self._lanes.any(axis=0)
+                live = self._live_mask(slice(None))
                 self._live = int(np.count_nonzero(live))
                 nz = np.flatnonzero(live)
                 self._rows = int(nz[-1]) + 1 if len(nz) else 0
@@ -136,7 +136,7 @@ class VectorIndex:
         codes = binary_codes(vecs)
         with self._lock:
             self._grow(int(ids.max()) + 1)
-            was = self._lanes[:, ids].any(axis=0)
+            was = self._live_mask(ids)
             self._flat[ids] = vecs
             self._codes[ids] = codes
             self._lanes[:, ids] = codes.T
@@ -149,10 +149,14 @@ class VectorIndex:
             ids = ids[(ids >= 1) & (ids < self._rows)]
             if not len(ids):
                 return
-            self._live -= int(np.count_nonzero(self._lanes[:, ids].any(axis=0)))
+            self._live -= int(np.count_nonzero(self._live_mask(ids)))
             self._flat[ids] = 0
             self._codes[ids] = 0
             self._lanes[:, ids] = 0
+
+    def _live_mask(self, sel) -> np.ndarray:
+        """Which of the rows ``sel`` (ids or a slice) hold a vector: a removed or never-used row's code is zero."""
+        return self._lanes[:, sel].any(axis=0)
 
     # ------------------------------------------------------------------------------------ search
     def _hamming(self, qcode: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -166,17 +170,14 @@ class VectorIndex:
         qcode = binary_codes(np.asarray(q, dtype=np.float32)[None])[0]
         with self._lock:
             rows = self._rows
-            if rows <= 1:
-                return np.zeros(0, np.int64)
+            if rows <= 4 * n:  # few rows: take every live one, no scan
+                return np.flatnonzero(self._live_mask(slice(0, rows))).astype(np.int64)
             bounds = [(lo, min(rows, lo + _SCAN_CHUNK)) for lo in range(0, rows, _SCAN_CHUNK)]
             if self._pool is not None and len(bounds) > 1:
                 parts = list(self._pool.map(lambda b: self._hamming(qcode, *b), bounds))
             else:
                 parts = [self._hamming(qcode, *b) for b in bounds]
             d = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            live = self._lanes[:, :rows].any(axis=0) if rows <= 4 * n else None
-        if live is not None:  # few rows: take every live one
-            return np.flatnonzero(live).astype(np.int64)
         d[0] = 0xFFFF  # row 0 is never used
         cum = np.cumsum(np.bincount(d, minlength=self.dim + 1)[: self.dim + 1])
         thr = int(np.searchsorted(cum, n))  # smallest distance with at least n rows at or below it
@@ -194,7 +195,7 @@ class VectorIndex:
         with self._lock:
             ids = ids[(ids >= 1) & (ids < self._rows)]
             ids = np.sort(ids)
-            ids = ids[self._lanes[:, ids].any(axis=0)]  # live rows only
+            ids = ids[self._live_mask(ids)]
             rows = np.asarray(self._flat[ids], dtype=np.float32) if len(ids) else None
         if rows is None:
             return ids, np.zeros(0, np.float32)

@@ -40,7 +40,7 @@ def safe(name: str) -> str:
 
 
 class Spool:
-    """``<root>/<sid>/<channel>/<seq:08d>.frag`` plus ``next_seq`` per channel. Thread-safe enough: one
+    """``<root>/<sid>/<channel>/<seq:08d>.frag`` plus ``channel_id`` per channel. Thread-safe enough: one
     writer per channel (its source thread) and deletions from the event loop."""
 
     def __init__(self, root: Path, session_id: str):
@@ -70,12 +70,9 @@ class Spool:
         return p, data
 
     def next_seq(self, channel_id: str) -> int:
+        """One past the highest seq still spooled (the server's acked seqs are the uplink's other bound)."""
         d = self.dir / safe(channel_id)
         n = 0
-        try:
-            n = int((d / "next_seq").read_text())
-        except (OSError, ValueError):
-            pass
         for p in d.glob("*.frag") if d.exists() else []:
             try:
                 n = max(n, int(p.stem) + 1)

@@ -38,6 +38,11 @@ def _grow(boxes: list, lines: list, w: int, h: int) -> list:
     return out
 
 
+def _cursor(idx: dict) -> int:
+    """The last fragment seq a visual index has seen (-1: none yet)."""
+    return int(idx["cursor"]) if idx["cursor"] is not None else -1
+
+
 def _same_screen(a: tuple | None, b: tuple) -> bool:
     """Same window and (allowing for OCR noise between two reads of the same pixels) the same text."""
     if a is None or a[:2] != b[:2]:
@@ -111,7 +116,7 @@ class VisualWorker(Worker):
         """Each visual index has its own cursor (``scene_indexes.cursor``): a new index on a live display starts
         at the newest fragment, one on a stopped session re-reads the stored media; frames are decoded and
         OCR'd once for all the indexes that still need them."""
-        curs = [int(i["cursor"]) if i["cursor"] is not None else -1 for i in self._indexes(rts)]
+        curs = [_cursor(i) for i in self._indexes(rts)]
         return min(curs) if curs else rts["last_seq"]
 
     def process(self, rts: dict, frag: Fragment) -> None:
@@ -126,7 +131,7 @@ class VisualWorker(Worker):
         if (title, app) != (st.title, st.app):
             st.title, st.app = title, app
             st.gen += 1
-        idxs = [i for i in self._indexes(rts) if (i["cursor"] if i["cursor"] is not None else -1) < frag.seq]
+        idxs = [i for i in self._indexes(rts) if _cursor(i) < frag.seq]
         if not idxs:
             return
         for pts, rgb in iter_video_frames([frag]):

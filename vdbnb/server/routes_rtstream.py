@@ -183,8 +183,7 @@ def create_index(rid: str, body: IndexRequest, request: Request, _: Principal = 
         "model_name": body.model_name, "model_config": mc, "name": body.name or
         ("audio index" if is_audio else "visual index"), "status": "connected",
         "ws_connection_id": body.ws_connection_id, "created_at": now(), "cursor": start_seq})
-    if is_audio and not ctx.store.one("SELECT 1 FROM sessions WHERE id=? AND status IN ('starting','active')",
-                                      (r["session_id"],)):
+    if is_audio and not ctx.pipelines.session_live(r):
         ctx.pipelines.reindex_audio(ctx.store.one("SELECT * FROM scene_indexes WHERE id=?", (iid,)), r)
     _poke(request)
     return ok(index_dict(index_row(request, rid, iid)))

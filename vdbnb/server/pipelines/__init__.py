@@ -56,10 +56,12 @@ class Pipelines:
     def index_start_seq(self, rts: dict) -> int:
         """Where a new visual index begins: on a live display at the newest fragment (one GOP back), not at
         the start of the recording; on a stopped session at the beginning (re-indexing stored media)."""
-        live = self.ctx.store.one("SELECT status FROM sessions WHERE id=?", (rts["session_id"],))
-        if live and live["status"] in ("starting", "active"):
-            return max(-1, rts["last_seq"] - 1)
-        return -1
+        return max(-1, rts["last_seq"] - 1) if self.session_live(rts) else -1
+
+    def session_live(self, rts: dict) -> bool:
+        """Whether the stream's capture session is still recording (starting or active)."""
+        r = self.ctx.store.one("SELECT status FROM sessions WHERE id=?", (rts["session_id"],))
+        return bool(r) and r["status"] in ("starting", "active")
 
     def reindex_audio(self, idx: dict, rts: dict) -> None:
         """A new audio index on a stream whose capture has ended is fed the stored final transcripts."""

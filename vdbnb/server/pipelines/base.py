@@ -83,16 +83,13 @@ class Worker:
                 self.stats["processed"] += 1
                 self.p.set_cursor(rts["id"], self.name, r["seq"])
                 lag = max(0.0, now() - r["t1"])
-                self.stats["lag_s"] = round(lag, 3) if self.session_live(rts) else 0.0
-                if self.session_live(rts):
+                live = self.p.session_live(rts)
+                self.stats["lag_s"] = round(lag, 3) if live else 0.0
+                if live:
                     self.p.behind(self.name, rts, lag, rts["last_seq"] - r["seq"])
             if len(rows) == BATCH:
                 self.wake.set()  # more to do
         self.stats["queue_depth"] = depth
-
-    def session_live(self, rts: dict) -> bool:
-        r = self.ctx.store.one("SELECT status FROM sessions WHERE id=?", (rts["session_id"],))
-        return bool(r) and r["status"] in ("starting", "active")
 
     def session_done(self, rts: dict) -> bool:
         r = self.ctx.store.one("SELECT status FROM sessions WHERE id=?", (rts["session_id"],))

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.browser.labkit import Lab, browser, have_browser_stack, kernel_rtt, open_notebook, run_all, \
     run_cell, write_notebook  # noqa: E402
-from tests.conftest import ServerProc, rig_env  # noqa: E402
+import rig  # noqa: E402
+from tests.conftest import ServerProc  # noqa: E402
 
 GOALS = {"thumb_fps": (">=", 2.0), "meter_hz": (">=", 15.0), "cell_p95_ms": ("<=", 50.0)}
 COUNTS_JS = """() => {
@@ -55,9 +56,7 @@ def main() -> int:
     if missing:
         print("cannot run:", missing)
         return 2
-    env = rig_env()
-    import os
-    os.environ.update(env)
+    env = rig.use().env
     tmp = Path(tempfile.mkdtemp(prefix="vdbnb-bench-panel-"))
     wav = tmp / "speech.wav"
     text = " ".join(["The quick brown fox jumps over the lazy dog while the panel keeps drawing."] * 3)

@@ -29,16 +29,6 @@ sys.path.insert(0, str(ROOT))
 GOALS = {"cpu": 5.0, "mb_h": 30.0, "thumbs": 2.0, "levels": 15.0}
 
 
-def rig_env():
-    rig = os.environ.get("VDBNB_RIG") or str(ROOT.parent / "shared" / "rig")
-    out = subprocess.run(["bash", "-c", f"source {rig}/rig-up.sh >/dev/null && env -0"], capture_output=True,
-                         check=True).stdout
-    env = dict(kv.split("=", 1) for kv in out.decode().split("\0") if "=" in kv)
-    for k in ("DISPLAY", "PULSE_SERVER", "XDG_RUNTIME_DIR", "RIG_DIR", "RIG_DISPLAY"):
-        if k in env:
-            os.environ[k] = env[k]
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,7 +80,8 @@ def main(argv=None):
                     help="top: an xterm running top (text changes every second, worst case); typing: a line typed "
                          "every 3 s into an editor-like xterm; static: nothing moves")
     a = ap.parse_args(argv)
-    rig_env()
+    import rig
+    rig.use()                    # the repository's rig; stops what it started at exit
     os.environ["VDBNB_AUDIO_BACKEND"] = a.audio_backend
     from vdbnb.capture import SyncCaptureClient
 

@@ -55,8 +55,8 @@ def summarize(samples: list[dict], key: str, warm_s: float) -> dict:
 
 
 def run_rig(srv: Server, minutes: float, spool: Path, samples: list, every: float) -> dict:
-    from tests.conftest import rig_env
-    os.environ.update(rig_env())
+    import rig
+    rig.use()
     from vdbnb.capture import SyncCaptureClient
     sid, token = new_session(srv)
     mod = subprocess.run(["pactl", "load-module", "module-null-sink", f"sink_name={SOAK_SINK}"], check=True,

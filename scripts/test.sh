@@ -4,12 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-RIG="${VDBNB_RIG:-$(cd .. && pwd)/shared/rig}"
-[ -f "$RIG/rig-up.sh" ] || { echo "rig not found at $RIG (set VDBNB_RIG)" >&2; exit 1; }
-export VDBNB_RIG="$RIG"
+# the repository's rig (rig/): brought up on $RIG_DISPLAY (default :97), or reused if it is already up there
 # shellcheck disable=SC1091
-source "$RIG/rig-up.sh"
-trap 'bash "$RIG/rig-down.sh" >/dev/null 2>&1 || true' EXIT
+source rig/rig-up.sh
+rig_started="$RIG_STARTED"      # empty when it was already up: then it is not ours to stop
+trap '[ -z "$rig_started" ] || RIG_STARTED="$rig_started" bash rig/rig-down.sh >/dev/null 2>&1 || true' EXIT
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-python3 -m ruff check vdbnb tests bench
+python3 -m ruff check vdbnb tests bench rig
 python3 -m pytest -p no:cacheprovider --durations=15 "$@"

@@ -13,29 +13,27 @@ from pathlib import Path
 import httpx
 import pytest
 
+import rig as testrig
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rig_script() -> Path:
-    for cand in (os.environ.get("VDBNB_RIG"), ROOT.parent / "shared" / "rig", ROOT / "shared" / "rig"):
-        if cand and (Path(cand) / "rig-up.sh").exists():
-            return Path(cand) / "rig-up.sh"
-    raise RuntimeError("rig not found: set VDBNB_RIG to the folder holding rig-up.sh")
-
-
-_RIG_ENV: dict | None = None
+_RIG: testrig.Rig | None = None
 
 
 def rig_env() -> dict:
-    """Bring the rig up (idempotent) and return the environment variables it exports."""
-    global _RIG_ENV
-    if _RIG_ENV is None:
-        out = subprocess.run(["bash", "-c", f"source {rig_script()} >/dev/null && env -0"],
-                             capture_output=True, check=True, timeout=600).stdout
-        env = dict(kv.split("=", 1) for kv in out.decode().split("\0") if "=" in kv)
-        keys = ("DISPLAY", "PULSE_SERVER", "XDG_RUNTIME_DIR", "RIG_DIR", "RIG_DISPLAY")
-        _RIG_ENV = {k: env[k] for k in keys if k in env}
-    return _RIG_ENV
+    """Bring the repository's rig (rig/rig-up.sh) up on ``$RIG_DISPLAY`` (idempotent) and return the
+    environment variables it exports. What this process started is stopped when pytest finishes
+    (:func:`pytest_sessionfinish`); a rig that was already up is left as it was."""
+    global _RIG
+    if _RIG is None:
+        _RIG = testrig.up()
+    return dict(_RIG.env)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RIG is not None:
+        _RIG.down()
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ def test_committed_without_outputs(path):
 
 
 def test_tutorial_input_on_a_desktop_only_prints(monkeypatch, capsys):
-    from vdbnb import tutorial
+    from rig import tutorial
     monkeypatch.setattr(tutorial, "_RIG", False)
     monkeypatch.setattr(tutorial, "_human_wait", lambda s: None)
     tutorial.say("hello there", to="system")

@@ -1,12 +1,13 @@
 """Input for the tutorial notebooks: speech and windows, real on the test rig, instructions on a desktop.
 
-On the rig (``/work/shared/rig``: PulseAudio sinks ``mic_feed`` and ``system_out`` exist and ``DISPLAY`` is
-set) :func:`say` speaks with espeak-ng into the microphone or the system audio (paplay) and
+This is the rig's side of the tutorials, not part of the ``vdbnb`` package: the notebooks put the repository
+root on ``sys.path`` and import it from here. On the rig (``rig/rig-up.sh``: PulseAudio sinks ``mic_feed``
+and ``system_out`` exist and ``DISPLAY`` is set) :func:`say` speaks with espeak-ng into the microphone or the system audio (paplay) and
 :func:`show_window` opens an xterm with the given title and text (xdotool places it on display 1 or 2).
 On a real desktop they do nothing but print what *you* should say or do, then wait a little, so the same
 notebook runs unchanged on both::
 
-    from vdbnb.tutorial import say, show_window, close_windows
+    from rig.tutorial import say, show_window, close_windows
     say("the budget review moves to Thursday")          # into the microphone
     say("welcome to the weekly sync", to="system")      # out of the speakers
     w = show_window("Billing Console", "INVOICE-4471 overdue", display=2)
@@ -20,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import wave
 from pathlib import Path
@@ -83,9 +85,18 @@ def say(text: str, to: str = "mic", speed: int = 150, voice: str = "en-us", bloc
     t0 = time.time()
     p = subprocess.Popen(["paplay", f"--device={SINKS[to]}", str(wav)])
     print(f"🔊 ({'mic' if to == 'mic' else 'system audio'}, {dur:.1f} s) “{text}”")
-    if block:
-        p.wait(dur + 20)
+    def finish() -> None:
+        try:
+            p.wait(dur + 20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
         shutil.rmtree(tmp, ignore_errors=True)
+
+    if block:
+        finish()
+    else:
+        threading.Thread(target=finish, daemon=True, name="say-cleanup").start()
     return t0
 
 

@@ -107,7 +107,7 @@ def main(argv=None):
     if a.scene == "top":
         cmd = ["top", "-d", "1"]
     else:
-        cmd = ["bash", "-c", "cat /work/main/vdbnb/codec.py; cat"]
+        cmd = ["bash", "-c", f"cat {ROOT / 'README.md'}; cat"]
     xt = subprocess.Popen(["xterm", "-T", f"bench {a.scene}", "-geometry", "120x40+100+100", "-e", *cmd],
                           stderr=subprocess.DEVNULL)
     stop_type = threading.Event()
@@ -178,7 +178,7 @@ def main(argv=None):
     for dd in media.iterdir():
         files = list(dd.glob("*.frag"))
         if files:
-            from vdbnb.codec import load_fragments
+            from vdbnb.media.decode import load_fragments
 
             cid = load_fragments([files[0]])[0].channel_id
             by_chan[cid] = sum(f.stat().st_size for f in files)

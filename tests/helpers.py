@@ -71,7 +71,8 @@ class WebhookReceiver:
 def audio_fragments(channel_id: str, seconds: float = 1.0, t0: float | None = None, freq: float = 440.0,
                     start_seq: int = 0):
     """Real Opus fragments of a tone, encoded by the recorder's own encoder."""
-    from vdbnb.codec import AudioEncoder, Fragmenter
+    from vdbnb.media.encode import AudioEncoder
+    from vdbnb.media.fragmenter import Fragmenter
     t0 = t0 or time.time()
     enc = AudioEncoder()
     fr = Fragmenter(channel_id, "audio", "opus", enc.codec_info, start_seq=start_seq)
@@ -84,7 +85,8 @@ def audio_fragments(channel_id: str, seconds: float = 1.0, t0: float | None = No
 
 def video_fragments(channel_id: str, seconds: float = 2.0, fps: float = 2.0, t0: float | None = None,
                     size=(320, 240), start_seq: int = 0):
-    from vdbnb.codec import Fragmenter, VideoEncoder
+    from vdbnb.media.encode import VideoEncoder
+    from vdbnb.media.fragmenter import Fragmenter
     t0 = t0 or time.time()
     w, h = size
     enc = VideoEncoder(w, h, fps=fps)
@@ -147,7 +149,8 @@ def read_wav(path) -> tuple[np.ndarray, int]:
 
 def pcm_fragments(channel_id: str, pcm48: np.ndarray, t0: float, start_seq: int = 0, max_s: float = 0.5):
     """Real Opus fragments of the given 48 kHz PCM, stamped as if captured from ``t0``."""
-    from vdbnb.codec import AudioEncoder, Fragmenter
+    from vdbnb.media.encode import AudioEncoder
+    from vdbnb.media.fragmenter import Fragmenter
     enc = AudioEncoder()
     fr = Fragmenter(channel_id, "audio", "opus", enc.codec_info, start_seq=start_seq, max_s=max_s)
     out = []
@@ -203,7 +206,8 @@ def text_image(lines: list[str], size=(1280, 720), dark: bool = False, font_size
 def screen_fragments(channel_id: str, frames: list[tuple[np.ndarray, dict]], t0: float, fps: float = 2.0,
                      start_seq: int = 0):
     """Real H.264 fragments of RGB frames (each held for 1/fps s); ``meta`` (window title…) per frame."""
-    from vdbnb.codec import Fragmenter, VideoEncoder
+    from vdbnb.media.encode import VideoEncoder
+    from vdbnb.media.fragmenter import Fragmenter
     h, w = frames[0][0].shape[:2]
     enc = VideoEncoder(w, h, fps=fps)
     fr = Fragmenter(channel_id, "video", "h264", enc.codec_info, start_seq=start_seq)

@@ -8,8 +8,12 @@ import time
 import av
 import numpy as np
 
-from vdbnb import codec
-from vdbnb.fragments import unpack
+from vdbnb.media.check import check_media
+from vdbnb.media.decode import decode_audio, iter_video_frames
+from vdbnb.media.encode import AudioEncoder, VideoEncoder
+from vdbnb.media.fragmenter import Fragmenter
+from vdbnb.media.mux import mux_mp4, probe_duration
+from vdbnb.media.fragments import unpack
 from vdbnb.recorder.devices import _mss
 
 from rigutil import Xterm, envelope, play, read_wav, resample, tts, xcorr_max
@@ -23,8 +27,8 @@ def grab(index: int) -> np.ndarray:
 
 def encode_video(frames, t0, fps=2.0, cid="display:1"):
     h, w = frames[0].shape[:2]
-    enc = codec.VideoEncoder(w, h, fps=fps)
-    fr = codec.Fragmenter(cid, "video", "h264", {**enc.codec_info, "gop_s": 2.0})
+    enc = VideoEncoder(w, h, fps=fps)
+    fr = Fragmenter(cid, "video", "h264", {**enc.codec_info, "gop_s": 2.0})
     out = []
     for i, img in enumerate(frames):
         out += fr.add(enc.encode(img, t0 + i / fps), {"window_title": f"t{i}"})
@@ -48,7 +52,7 @@ def test_video_roundtrip_real_screen(rig):
         assert f.packets[0]["key"] and all(not p["key"] for p in f.packets[1:])
         assert f.t1 - f.t0 <= 2.0 + 1e-6
         assert f.payload.startswith(b"\x00\x00\x00\x01") and f.meta["window_title"].startswith("t")
-    dec = list(codec.iter_video_frames(frags))
+    dec = list(iter_video_frames(frags))
     assert len(dec) == 9
     assert abs(dec[4][0] - (t0 + 2.0)) < 1e-3
     ref = frames[4][:, :, 2::-1]  # BGRA → RGB
@@ -70,8 +74,8 @@ def test_audio_roundtrip_real_mic(rig, tmp_path):
     assert first, p.stderr.read()
     player = play(wav, "mic_feed")
     t0 = time.time()
-    enc = codec.AudioEncoder()
-    fr = codec.Fragmenter("mic:default", "audio", "opus", enc.codec_info)
+    enc = AudioEncoder()
+    fr = Fragmenter("mic:default", "audio", "opus", enc.codec_info)
     frags = []
     n = 0
     while time.time() - t0 < len(src) / rate + 1.0:
@@ -86,14 +90,14 @@ def test_audio_roundtrip_real_mic(rig, tmp_path):
     frags = [unpack(f.pack()) for f in frags]
     assert all(f.t1 - f.t0 <= 0.5 + 1e-6 for f in frags)
     assert [f.seq for f in frags] == list(range(len(frags)))
-    pcm, ts = codec.decode_audio(frags)
+    pcm, ts = decode_audio(frags)
     assert abs(ts - frags[0].t0) < 1e-6
     assert abs(len(pcm) / 16000 - (frags[-1].t1 - frags[0].t0)) < 0.05
     c, _ = xcorr_max(envelope(pcm, 16000), envelope(resample(src, rate, 16000), 16000))
     assert c > 0.8, f"decoded mic audio does not match the spoken sentence (corr {c:.2f})"
     # a missing fragment is silence of the right length, not a shift
     holed = frags[:3] + frags[4:]
-    pcm2, _ = codec.decode_audio(holed)
+    pcm2, _ = decode_audio(holed)
     assert len(pcm2) == len(pcm)
     a, b = int((frags[3].t0 - ts) * 16000) + 200, int((frags[3].t1 - ts) * 16000) - 200
     assert np.abs(pcm2[a:b]).max() == 0
@@ -111,8 +115,8 @@ def test_mux_duration_gaps_and_tracks(tmp_path):
     sr = 48000
     tracks = []
     for k, freq in enumerate((440, 880)):
-        enc = codec.AudioEncoder()
-        fr = codec.Fragmenter(f"mic:{k}", "audio", "opus", enc.codec_info)
+        enc = AudioEncoder()
+        fr = Fragmenter(f"mic:{k}", "audio", "opus", enc.codec_info)
         out = []
         sig = (0.3 * np.sin(2 * np.pi * freq * np.arange(sr * 10) / sr)).astype(np.float32)
         for i in range(0, len(sig), 960):
@@ -121,7 +125,7 @@ def test_mux_duration_gaps_and_tracks(tmp_path):
         tracks.append([f.pack() for f in out])
     progress = []
     out = tmp_path / "x.mp4"
-    s = codec.mux_mp4(out, vfr, tracks, progress=progress.append)
+    s = mux_mp4(out, vfr, tracks, progress=progress.append)
     assert progress[-1] == 1.0
     with av.open(str(out)) as c:
         assert {st.type for st in c.streams} == {"video", "audio"}
@@ -144,12 +148,12 @@ def test_mux_duration_gaps_and_tracks(tmp_path):
     assert spec[np.argmin(abs(freqs - 880))] > 50 * np.median(spec)
     assert np.abs(a[: sr // 2]).max() < 0.01  # silence before the audio began
     # per-channel asset: one stream each
-    s2 = codec.mux_mp4(tmp_path / "mic0.m4a.mp4", None, [tracks[0]])
+    s2 = mux_mp4(tmp_path / "mic0.m4a.mp4", None, [tracks[0]])
     with av.open(s2["path"]) as c:
         assert [st.type for st in c.streams] == ["audio"]
     # a trimmed export
-    s3 = codec.mux_mp4(tmp_path / "t.mp4", vfr, tracks, start=t0 + 2.5, end=t0 + 8.0)
-    assert abs(codec.probe_duration(s3["path"]) - 5.5) < 0.1
+    s3 = mux_mp4(tmp_path / "t.mp4", vfr, tracks, start=t0 + 2.5, end=t0 + 8.0)
+    assert abs(probe_duration(s3["path"]) - 5.5) < 0.1
 
 
 def test_audio_fragments_split_at_a_clock_jump_and_all_pass_ingest_checks():
@@ -157,8 +161,8 @@ def test_audio_fragments_split_at_a_clock_jump_and_all_pass_ingest_checks():
     late, then the next early; or a device stalls for > 5 s) the encoder re-anchors and packet times jump.
     Packets after a jump start a new fragment, so every fragment still fills its t0..t1 exactly; a fragment
     spanning the jump was rejected by ingest (BAD_MEDIA), which lost its seq."""
-    enc = codec.AudioEncoder(channels=1)
-    fr = codec.Fragmenter("mic:default", "audio", "opus", enc.codec_info, max_s=0.25)
+    enc = AudioEncoder(channels=1)
+    fr = Fragmenter("mic:default", "audio", "opus", enc.codec_info, max_s=0.25)
     t0 = time.time() - 30
     tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(48000 * 3) / 48000)).astype(np.float32)
     frags = fr.add(enc.push(tone[:28800], t0))                        # 0.6 s
@@ -167,7 +171,7 @@ def test_audio_fragments_split_at_a_clock_jump_and_all_pass_ingest_checks():
     frags += fr.add(enc.flush()) + fr.flush()
     assert [f.seq for f in frags] == list(range(len(frags)))
     for f in frags:
-        codec.check_media(unpack(f.pack()))  # raises FragmentError("BAD_MEDIA", ...) for a spanning fragment
+        check_media(unpack(f.pack()))  # raises FragmentError("BAD_MEDIA", ...) for a spanning fragment
     starts = [f.t0 for f in frags]
     assert any(b < a_end for a_end, b in zip([f.t1 for f in frags], starts[1:]))  # the backward re-anchor
     assert frags[-1].t1 > t0 + 6.9  # the stall: 5 s of silence filled, the rest skipped in time

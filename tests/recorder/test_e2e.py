@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from vdbnb import codec
+from vdbnb.media.decode import decode_audio, iter_video_frames, load_fragments
+from vdbnb.media.mux import mux_mp4, probe_duration
 from vdbnb.capture import SyncCaptureClient
 
 from rigutil import (ToneStream, Xterm, backend_session, envelope, play, read_wav, resample, seqs,
@@ -96,16 +97,16 @@ def test_end_to_end(rig, server, tmp_path, spool_dir):
         assert seqs(files) == list(range(len(files))), cid
 
     # --- main export: display 1 + both audio tracks mixed ---------------------------------------------
-    main = codec.mux_mp4(tmp_path / "main.mp4", frags["display:1"],
+    main = mux_mp4(tmp_path / "main.mp4", frags["display:1"],
                          [frags["mic:default"], frags["system_audio:default"]])
-    dur = codec.probe_duration(main["path"])
+    dur = probe_duration(main["path"])
     assert abs(dur - wall) < 0.5, f"export lasts {dur:.2f}s for {wall:.2f}s of wall time"
     with av.open(main["path"]) as cont:
         n_video = sum(1 for _ in cont.decode(video=0))
     assert n_video >= 8 * wall * 0.8
 
     # --- display 2 shows the red window after it moved there ---------------------------------------------
-    d2 = codec.mux_mp4(tmp_path / "d2.mp4", frags["display:2"])
+    d2 = mux_mp4(tmp_path / "d2.mp4", frags["display:2"])
     with av.open(d2["path"]) as cont:
         frames = [(f.time, f.to_ndarray(format="rgb24")) for f in cont.decode(video=0)]
     t_rel = t_moved - d2["start"]
@@ -114,7 +115,7 @@ def test_end_to_end(rig, server, tmp_path, spool_dir):
     red = lambda im: ((im[..., 0] > 180) & (im[..., 1] < 60) & (im[..., 2] < 60)).mean()  # noqa: E731
     assert after and red(after[0]) > 0.02, "the red window is not visible on display 2 after the move"
     assert before and red(before[-1]) < 0.001
-    titles = {codec.load_fragments([f])[0].meta.get("window_title") for f in frags["display:2"]}
+    titles = {load_fragments([f])[0].meta.get("window_title") for f in frags["display:2"]}
     assert "VDBNB Marker Window" in titles
 
     # --- per-channel audio assets correlate with their own sentence ------------------------------------
@@ -124,7 +125,7 @@ def test_end_to_end(rig, server, tmp_path, spool_dir):
         env[name] = envelope(resample(x, r, 16000), 16000)
     corr = {}
     for cid, key in (("mic:default", "mic"), ("system_audio:default", "sys")):
-        asset = codec.mux_mp4(tmp_path / f"{key}.mp4", None, [frags[cid]])
+        asset = mux_mp4(tmp_path / f"{key}.mp4", None, [frags[cid]])
         a = envelope(decode_mp4_audio(asset["path"]), 16000)
         corr[key] = {k: xcorr_max(a, e)[0] for k, e in env.items()}
     print("envelope correlations", corr)
@@ -132,11 +133,11 @@ def test_end_to_end(rig, server, tmp_path, spool_dir):
     assert corr["sys"]["sys"] > 0.7 and corr["sys"]["sys"] > corr["sys"]["mic"] + 0.3
 
     # --- A/V sync: flash (video, 8 fps) vs beep (system audio) ------------------------------------------
-    vf = list(codec.iter_video_frames(frags["display:1"]))
+    vf = list(iter_video_frames(frags["display:1"]))
     bright = [(p, img[20:60, 20:60].mean()) for p, img in vf]  # a root-window corner
     i1 = next(i for i, (p, b) in enumerate(bright) if p > t_flash - 0.5 and b > 200)
     f0, f1 = bright[i1 - 1][0], bright[i1][0]  # last dark frame, first white frame
-    pcm, ts = codec.decode_audio(frags["system_audio:default"])
+    pcm, ts = decode_audio(frags["system_audio:default"])
     seg0 = int((t_flash - 0.5 - ts) * 16000)
     seg = pcm[seg0: seg0 + 16000 * 2]
     e = envelope(seg, 16000, 0.005)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vdbnb import codec
+from vdbnb.media.decode import decode_audio, iter_video_frames, load_fragments
 from vdbnb.capture import CaptureClient, SyncCaptureClient
 
 from rigutil import Xterm, backend_session, play, server_fragments, tts
@@ -122,7 +122,7 @@ def test_privacy_and_pause(rig, server, spool_dir, tmp_path):
         visible.close()
     assert done["status"] == "complete"
     frags = server_fragments(server.data_dir, sid)
-    frames = list(codec.iter_video_frames(frags["display:1"]))
+    frames = list(iter_video_frames(frags["display:1"]))
     live = [img for p, img in frames if not (t_p0 - 0.6 < p < t_p1 + 0.6)]
 
     def shown_at(t):  # variable frame rate: a frame holds until the next one
@@ -138,9 +138,9 @@ def test_privacy_and_pause(rig, server, spool_dir, tmp_path):
         assert im[:100, :200].max() < 30, "the excluded rectangle is not black"
     for im in paused:
         assert im.max() < 30, "paused video must be black frames"
-    pcm, ts = codec.decode_audio(frags["mic:default"])
+    pcm, ts = decode_audio(frags["mic:default"])
     a, b = int((t_p0 + 0.3 - ts) * 16000), int((t_p1 - 0.3 - ts) * 16000)
     assert np.abs(pcm[a:b]).max() < 0.01, "paused audio must be silence"
-    metas = [codec.load_fragments([f])[0].meta for f in frags["display:1"]]
+    metas = [load_fragments([f])[0].meta for f in frags["display:1"]]
     assert any(m.get("paused") for m in metas)
     assert not any("Secret" in (m.get("window_title") or "") and not m.get("paused") for m in metas) or True

@@ -98,7 +98,7 @@ def decode_file(path: str | Path) -> tuple[int, int]:
     """Decode one stored fragment strictly: (packets, decoded frames). Raises on any decoder error."""
     import av
 
-    from vdbnb.fragments import unpack
+    from vdbnb.media.fragments import unpack
     f = unpack(Path(path).read_bytes())
     if f.codec == "opus":
         dec = av.CodecContext.create("libopus", "r")

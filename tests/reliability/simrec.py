@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from vdbnb.fragments import Fragment
+from vdbnb.media.fragments import Fragment
 
 
 class Templates:

@@ -142,7 +142,7 @@ def test_recorder_sigkill_session_ends_and_exports(live, spool):
     on_disk = stored(srv.data_dir, sid)
     for cid in CH:
         assert set(range(acked[cid] + 1)) <= {h["seq"] for h in on_disk[cid]}, cid
-    from vdbnb.codec import probe_duration
+    from vdbnb.media.mux import probe_duration
     mp4 = next((srv.data_dir / "exports" / sid).glob(f"{res['video_id']}.mp4"))
     dur = probe_duration(mp4)
     t0 = min(on_disk[cid][0]["t0"] for cid in CH)

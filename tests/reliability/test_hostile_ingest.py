@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import audio_fragments, video_fragments
-from vdbnb.fragments import Fragment
+from vdbnb.media.fragments import Fragment
 
 from .relutil import Server, db_fragments, decode_file, integrity_check, new_session, stored, wait_until
 from .simrec import SimRecorder, Templates

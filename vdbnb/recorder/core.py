@@ -12,7 +12,8 @@ import time
 import traceback
 from pathlib import Path
 
-from vdbnb import codec
+from vdbnb.media.encode import AudioEncoder, VideoEncoder
+from vdbnb.media.fragmenter import Fragmenter
 from vdbnb.recorder import devices
 from vdbnb.recorder.sources import AudioSource, Privacy, ScreenSource
 from vdbnb.recorder.uplink import Uplink, UplinkError, default_spool_root
@@ -35,7 +36,7 @@ class CommandError(Exception):
 class Pipeline:
     """Encoder + fragmenter of one channel; fed from its source thread, closed from the loop."""
 
-    def __init__(self, cid: str, kind: str, enc, frag: codec.Fragmenter, submit):
+    def __init__(self, cid: str, kind: str, enc, frag: Fragmenter, submit):
         self.cid, self.kind, self.enc, self.frag, self.submit = cid, kind, enc, frag, submit
         self.lock = threading.Lock()
         self.closed = False
@@ -441,17 +442,17 @@ class Recorder:
                     info.extra["fps"] = float(vopt["fps"])
                     info.extra["skip_static"] = vopt["skip_static"]
                     info.extra["heartbeat_s"] = vopt["heartbeat_s"]
-                    enc = codec.VideoEncoder(info.extra["width"], info.extra["height"], fps=vopt["fps"],
+                    enc = VideoEncoder(info.extra["width"], info.extra["height"], fps=vopt["fps"],
                                              crf=int(vopt["crf"]), gop_s=float(vopt["gop_s"]),
                                              scale=vopt["scale"], max_width=vopt["max_width"],
                                              preset=vopt["preset"])
-                    fr = codec.Fragmenter(info.channel_id, "video", "h264",
+                    fr = Fragmenter(info.channel_id, "video", "h264",
                                           {**enc.codec_info, "gop_s": enc.gop_s}, start_seq=seq0)
                     pl = Pipeline(info.channel_id, "video", enc, fr, submit)
                 else:
-                    enc = codec.AudioEncoder(channels=int(aopt["channels"]), bitrate=int(aopt["bitrate"]),
+                    enc = AudioEncoder(channels=int(aopt["channels"]), bitrate=int(aopt["bitrate"]),
                                              frame_ms=int(aopt["frame_ms"]))
-                    fr = codec.Fragmenter(info.channel_id, "audio", "opus", enc.codec_info, start_seq=seq0,
+                    fr = Fragmenter(info.channel_id, "audio", "opus", enc.codec_info, start_seq=seq0,
                                           max_s=float(aopt.get("fragment_s", 0.25)))
                     pl = Pipeline(info.channel_id, "audio", enc, fr, submit)
                 sess.pipelines[info.channel_id] = pl

@@ -14,7 +14,7 @@ from typing import Callable
 
 import httpx
 
-from vdbnb.fragments import Fragment
+from vdbnb.media.fragments import Fragment
 
 
 class UplinkError(RuntimeError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..fragments import MAX_FRAGMENT
+from ..media.fragments import MAX_FRAGMENT
 
 JSON_LIMIT = 1024 * 1024
 

@@ -24,7 +24,7 @@ def _streams(ctx, session_id: str) -> tuple[list[dict], list[dict]]:
 
 
 def mux(ctx, out: Path, video: dict | None, audios: list[dict], start=None, end=None, progress=None) -> dict:
-    from ..codec import mux_mp4
+    from ..media.mux import mux_mp4
     vf = ctx.ingest.fragment_paths(video["id"], start, end) if video else None
     af = [ctx.ingest.fragment_paths(a["id"], start, end) for a in audios]
     af = [a for a in af if a]

@@ -8,8 +8,8 @@ import os
 import threading
 from pathlib import Path
 
-from ..codec import check_media
-from ..fragments import Fragment, FragmentError, unpack
+from ..media.check import check_media
+from ..media.fragments import Fragment, FragmentError, unpack
 from .sessions import ACTIVE, STARTING, STOPPED, STOPPING, Sessions
 from .store import Store, now
 

@@ -5,7 +5,7 @@ import logging
 import os
 
 from ...events import TRANSCRIPT, Event
-from ...fragments import Fragment
+from ...media.fragments import Fragment
 from ..store import now
 from .base import Worker
 
@@ -32,7 +32,7 @@ class AudioWorker(Worker):
             from ...ai.stt import StreamingTranscriber
             stt = StreamingTranscriber(model=self.model)
             self.stats["engine"] = stt.engine
-            from ...codec import AudioStreamDecoder
+            from ...media.decode import AudioStreamDecoder
             st = self.state[rts["id"]] = {"stt": stt, "flushed": False, "accurate_done": False,
                                           "decoder": AudioStreamDecoder()}
         return st
@@ -78,7 +78,7 @@ class AudioWorker(Worker):
     def accurate_pass(self, rts: dict) -> None:
         """After the session stopped: re-transcribe with the accurate model; replace the live finals."""
         from ...ai.stt import accurate_pass
-        from ...codec import decode_audio
+        from ...media.decode import decode_audio
         paths = self.ctx.ingest.fragment_paths(rts["id"])
         if not paths:
             return

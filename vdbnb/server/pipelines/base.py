@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...fragments import Fragment, unpack
+from ...media.fragments import Fragment, unpack
 from ..store import now
 
 log = logging.getLogger("vdbnb.server.pipelines")

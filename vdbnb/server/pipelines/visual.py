@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from ...events import VISUAL_INDEX, Event
-from ...fragments import Fragment
+from ...media.fragments import Fragment
 from ..store import dec, now
 from .base import Worker
 from .indexer import engine_name, llm_engine
@@ -120,7 +120,7 @@ class VisualWorker(Worker):
         return min(curs) if curs else rts["last_seq"]
 
     def process(self, rts: dict, frag: Fragment) -> None:
-        from ...codec import iter_video_frames
+        from ...media.decode import iter_video_frames
         st = self.screens.get(rts["id"])
         if st is not None and frag.seq <= st.last_seq:
             st = None  # re-reading stored media from an earlier point: start from a clean screen

@@ -1,4 +1,4 @@
-"""Fragment framing shared by the recorder (pack) and the server (unpack). See docs/ingest.md."""
+"""Fragment framing: the wire contract shared by the recorder (pack) and the server (unpack). See docs/ingest.md."""
 from __future__ import annotations
 
 import json

@@ -1,0 +1,48 @@
+"""Server ingest: cheap checks that a fragment's packets are what its header says, before it is stored.
+Reads bytes only (no decoder): H.264 Annex-B structure, Opus TOC durations against t0..t1."""
+from __future__ import annotations
+
+from .formats import opus_packet_ms, split_annexb
+from .fragments import Fragment, FragmentError
+
+
+def check_media(frag: Fragment) -> None:
+    """Cheap checks that a fragment's packets are what its header says (ingest calls this before storing):
+    H.264 as Annex-B NAL units whose first packet is a keyframe carrying SPS+PPS; Opus packets that the
+    decoder accepts. Raises FragmentError("BAD_MEDIA", why)."""
+    if not frag.packets:
+        raise FragmentError("BAD_MEDIA", "fragment has no packets")
+    if frag.kind == "video":
+        if frag.codec != "h264":
+            raise FragmentError("BAD_MEDIA", f"video codec {frag.codec!r} is not supported (h264)")
+        first = None
+        for i, (p, data) in enumerate(frag.packet_bytes()):
+            nals = split_annexb(data)
+            if not nals or not (data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")):
+                raise FragmentError("BAD_MEDIA", f"video packet {i} is not H.264 Annex-B (no start code)")
+            for n in nals:
+                if not n or n[0] & 0x80:
+                    raise FragmentError("BAD_MEDIA", f"video packet {i} has an invalid NAL unit header")
+            if i == 0:
+                first = {n[0] & 0x1F for n in nals if n}
+        if not first or not {7, 8, 5} <= first:
+            raise FragmentError("BAD_MEDIA", "a video fragment must start with a keyframe carrying SPS and PPS")
+        return
+    if frag.codec != "opus":
+        raise FragmentError("BAD_MEDIA", f"audio codec {frag.codec!r} is not supported (opus)")
+    # Opus accepts almost any bytes, so check structure (RFC 6716 §3.1): every packet's TOC gives the same
+    # duration, the one the header declares (frame_ms), and together they span the fragment's t0..t1.
+    durs = []
+    for i, (_, data) in enumerate(frag.packet_bytes()):
+        d = opus_packet_ms(data)
+        if d is None:
+            raise FragmentError("BAD_MEDIA", f"audio packet {i} is not a valid Opus packet")
+        durs.append(d)
+    want = frag.codec_info.get("frame_ms")
+    if len(set(durs)) != 1 or (want and abs(durs[0] - float(want)) > 0.01):
+        raise FragmentError("BAD_MEDIA", f"Opus packet durations {sorted(set(durs))} ms do not match the "
+                            f"stream's frame size {want or durs[0]} ms")
+    span = (frag.t1 - frag.t0) * 1000
+    if abs(sum(durs) - span) > durs[0] + 1:
+        raise FragmentError("BAD_MEDIA", f"packets hold {sum(durs):.0f} ms of audio but the header says "
+                            f"{span:.0f} ms (t0..t1)")

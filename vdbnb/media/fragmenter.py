@@ -1,0 +1,82 @@
+"""Recorder: group encoded packets into numbered fragments per docs/ingest.md (video: one GOP <= 2 s starting
+with a keyframe; audio: one continuous run <= 0.5 s), numbered from ``start_seq`` without gaps."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .encode import Packet
+from .fragments import Fragment
+
+
+class Fragmenter:
+    """Groups packets into :class:`Fragment` s. Video: a new fragment at every keyframe (one GOP each);
+    audio: a new fragment when adding a packet would exceed ``max_s`` (0.5 s) or when the packet does not
+    follow the previous one in time."""
+
+    def __init__(self, channel_id: str, kind: str, codec: str, codec_info: dict, start_seq: int = 0,
+                 max_s: float = 0.5):
+        self.channel_id, self.kind, self.codec, self.codec_info = channel_id, kind, codec, codec_info
+        self.seq = start_seq
+        self.max_s = max_s
+        self.compact = True
+        self.info_every = 40
+        self._n_cut = 0
+        self._pk: list[Packet] = []
+        self._meta: dict[str, Any] = {}
+
+    def add(self, pkts: Iterable[Packet], meta: dict | None = None) -> list[Fragment]:
+        out: list[Fragment] = []
+        for p in pkts:
+            if self._pk:
+                if self.kind == "video" and p.key:
+                    out.append(self._cut())
+                elif self.kind == "audio" and ((p.pts + p.dur) - self._pk[0].pts > self.max_s + 1e-6
+                                               or abs(p.pts - (self._pk[-1].pts + self._pk[-1].dur))
+                                               > p.dur / 2):
+                    # an audio fragment is one continuous run: its packets must fill t0..t1 (check_media),
+                    # so a jump in time (the device dropped samples and the clock was re-anchored) starts
+                    # a new fragment instead of making this one unacceptable to the server
+                    out.append(self._cut())
+            if self.kind == "video" and not self._pk and not p.key:
+                continue  # a fragment must start with a keyframe (cannot happen with our encoder)
+            self._pk.append(p)
+        if meta:
+            self._meta.update(meta)
+        return out
+
+    def flush(self) -> list[Fragment]:
+        return [self._cut()] if self._pk else []
+
+    def tick(self, now: float, gop_s: float) -> list[Fragment]:
+        """Video with skipped (unchanged) frames: close the open GOP once it spans ``gop_s`` so that it does
+        not wait for the next change; its t1 is ``now`` (the screen was verified unchanged until then)."""
+        if self._pk and now - self._pk[0].pts >= gop_s - 1e-6:
+            return [self._cut(t1=now)]
+        return []
+
+    def _cut(self, t1: float | None = None) -> Fragment:
+        pk, self._pk = self._pk, []
+        t0 = pk[0].pts
+        if t1 is None:
+            t1 = max(p.pts + p.dur for p in pk)
+            if self.kind == "video":
+                t1 = min(t1, pk[-1].pts + self.codec_info.get("gop_s", 2.0))
+        t1 = max(t1, t0)
+        if self.kind == "audio" and self.compact:
+            # audio packets are all keyframes of codec_info["frame_ms"]: pts and size say everything
+            packets = [{"pts": round(p.pts, 4), "size": len(p.data)} for p in pk]
+        else:
+            packets = [{"pts": round(p.pts, 4), "dur": round(p.dur, 4), "size": len(p.data), "key": p.key}
+                       for p in pk]
+        # codec_info: on every video fragment; on audio every `info_every` fragments and the first of a run
+        # (the header outweighs a 0.25 s Opus payload 4:1 otherwise; decoders default to 48 kHz mono)
+        with_info = self.kind == "video" or self._n_cut % self.info_every == 0
+        self._n_cut += 1
+        frag = Fragment(channel_id=self.channel_id, seq=self.seq, kind=self.kind, codec=self.codec,
+                        t0=round(t0, 4), t1=round(t1, 4), packets=packets,
+                        payload=b"".join(p.data for p in pk),
+                        codec_info={k: v for k, v in self.codec_info.items() if k != "gop_s"} if with_info else {},
+                        meta=dict(self._meta))
+        self._meta = {}
+        self.seq += 1
+        return frag

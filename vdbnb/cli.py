@@ -3,28 +3,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from . import __version__
-from .config import DEFAULT_HOST, DEFAULT_PORT, KEY_FILE, SERVER_FILE, WEBHOOK_SECRET_FILE, ServerSettings, data_dir
+from .config import KEY_FILE, SERVER_FILE, WEBHOOK_SECRET_FILE, Settings, SettingsError
 
 
 def _cmd_serve(a) -> int:
     from .server.run import serve
-    if a.host not in ("127.0.0.1", "localhost", "::1") and not a.allow_remote:
-        print(f"refusing to bind {a.host}: vdbnb serves captures of your desktop. Pass --allow-remote if you "
+    host = a.settings.host
+    if host not in ("127.0.0.1", "localhost", "::1") and not a.allow_remote:
+        print(f"refusing to bind {host}: vdbnb serves captures of your desktop. Pass --allow-remote if you "
               "really want other machines to reach it (put TLS in front).", file=sys.stderr)
         return 2
-    settings = ServerSettings.from_env(a.data_dir, a.host, a.port)
-    if a.no_ai:
-        settings.ai_enabled = False
+    settings = a.settings.replace(ai_enabled=False) if a.no_ai else a.settings
     serve(settings, a.log_level)
     return 0
 
 
 def _info(a) -> dict:
-    d = data_dir(a.data_dir)
+    d = a.settings.data_dir
     key = d / KEY_FILE
     srv = {}
     if (d / SERVER_FILE).exists():
@@ -46,7 +44,7 @@ def _info(a) -> dict:
         "api_key_file": str(key) if key.exists() else None,
         "webhook_secret": (d / WEBHOOK_SECRET_FILE).read_text().strip() if (d / WEBHOOK_SECRET_FILE).exists() else None,
         "server": srv or None, "engines": engines,
-        "llm": os.environ.get("VDBNB_LLM_URL") or os.environ.get("VDBNB_LLM_GGUF") or "offline default",
+        "llm": a.settings.llm_url or a.settings.llm_gguf or "offline default",
     }
 
 
@@ -69,7 +67,7 @@ def _cmd_info(a) -> int:
 
 def _connect(a):
     from .api import connect
-    return connect(base_url=getattr(a, "url", None), data_dir=a.data_dir)
+    return connect(base_url=getattr(a, "url", None), data_dir=a.settings.data_dir)
 
 
 def _cmd_sessions(a) -> int:
@@ -101,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help="data dir (default: $VDBNB_DATA_DIR or the user data dir)")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the VideoDB-compatible server")
-    s.add_argument("--host", default=os.environ.get("VDBNB_HOST", DEFAULT_HOST))
-    s.add_argument("--port", type=int, default=int(os.environ.get("VDBNB_PORT", DEFAULT_PORT)))
+    s.add_argument("--host", default=None, help="default: $VDBNB_HOST or 127.0.0.1")
+    s.add_argument("--port", type=int, default=None, help="default: $VDBNB_PORT or 8765")
     s.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
     s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     s.add_argument("--no-ai", action="store_true", help="do not start the AI pipelines")
@@ -128,4 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         from .recorder.cli import main as record_main
         return record_main(args[1:])
     a = p.parse_args(args)
+    try:  # the settings, read once: the environment, then the command line
+        a.settings = Settings.from_env(data_dir=a.data_dir, host=getattr(a, "host", None),
+                                       port=getattr(a, "port", None))
+    except SettingsError as e:
+        print(f"vdbnb: {e}", file=sys.stderr)
+        return 2
     return a.fn(a)

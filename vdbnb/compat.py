@@ -11,7 +11,6 @@ binary is vdbnb's recorder, which speaks the same line protocol. Nothing is inst
 """
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import sys
@@ -52,5 +51,4 @@ def use_vdbnb_recorder(force: bool = False) -> str:
     mod.get_binary_path = lambda: exe
     mod.__doc__ = "vdbnb's recorder registered as the official SDK's capture binary (this process only)."
     sys.modules["videodb_capture_bin"] = mod
-    os.environ.setdefault("VDBNB_RECORDER", exe)
     return exe

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vdbnb.ai import llm as llm_mod
+from vdbnb.config import Settings
 from vdbnb.ai.llm import LLM, LLMResult, LlamaCppLLM, OfflineLLM, OpenAICompatibleLLM, get_llm
 
 CONTEXT = [
@@ -114,11 +115,11 @@ def test_openai_compatible_errors_say_what_to_do(chat_server):
 def test_get_llm_from_env(monkeypatch, chat_server):
     for k in ("VDBNB_LLM_URL", "VDBNB_LLM_MODEL", "VDBNB_LLM_API_KEY", "VDBNB_LLM_GGUF"):
         monkeypatch.delenv(k, raising=False)
-    assert isinstance(get_llm(), OfflineLLM) and isinstance(get_llm(), LLM)
+    assert isinstance(get_llm(Settings.from_env()), OfflineLLM) and isinstance(get_llm(Settings.from_env()), LLM)
     monkeypatch.setenv("VDBNB_LLM_URL", chat_server)
     monkeypatch.setenv("VDBNB_LLM_MODEL", "qwen")
     monkeypatch.setenv("VDBNB_LLM_API_KEY", "test-key")
-    eng = get_llm()
+    eng = get_llm(Settings.from_env())
     assert isinstance(eng, OpenAICompatibleLLM) and eng.complete("hi", []).engine == "openai-compatible:qwen"
 
 

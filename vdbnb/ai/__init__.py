@@ -2,14 +2,39 @@
 
 Everything heavy is imported and loaded lazily on first use and cached. Weights come only from pip
 packages; nothing is downloaded at run time.
+
+The engines are process-wide (each is loaded once), so their settings are too: the server hands its
+:class:`~vdbnb.config.Settings` to :func:`configure` before the pipelines start; used without a server (tests,
+benches) the engines take ``Settings.from_env()``, read once on first use.
 """
 from __future__ import annotations
 
 import functools
-import os
+import threading
 from pathlib import Path
 
-__all__ = ["ort_session_options", "model_cache_dir", "missing"]
+from ..config import Settings
+
+__all__ = ["configure", "settings", "ort_session_options", "model_cache_dir", "missing"]
+
+_SETTINGS: Settings | None = None
+_SETTINGS_LOCK = threading.Lock()
+
+
+def configure(settings: Settings) -> None:
+    """The settings the engines use in this process (threads, model dir, int8 OCR, the LLM)."""
+    global _SETTINGS
+    with _SETTINGS_LOCK:
+        _SETTINGS = settings
+
+
+def settings() -> Settings:
+    """The configured settings, else ``Settings.from_env()`` (read once)."""
+    global _SETTINGS
+    with _SETTINGS_LOCK:
+        if _SETTINGS is None:
+            _SETTINGS = Settings.from_env()
+        return _SETTINGS
 
 
 def missing(pkg: str, extra: str = "ai") -> RuntimeError:
@@ -35,13 +60,7 @@ def ort_session_options(threads: int = 1, spinning: bool = True):
 
 
 def model_cache_dir() -> Path:
-    """Where derived model files live: VDBNB_MODEL_DIR, else the platformdirs user cache."""
-    env = os.environ.get("VDBNB_MODEL_DIR")
-    if env:
-        p = Path(env).expanduser()
-    else:
-        from platformdirs import user_cache_dir
-
-        p = Path(user_cache_dir("vdbnb", appauthor=False)) / "models"
+    """Where derived model files live: ``Settings.model_dir`` (VDBNB_MODEL_DIR), else the user cache dir."""
+    p: Path = settings().model_cache
     p.mkdir(parents=True, exist_ok=True)
     return p

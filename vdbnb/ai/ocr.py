@@ -30,7 +30,9 @@ REC_BUCKET_MAX = 4     # and are at most this many (small batches: they are padd
 
 
 def _threads() -> int:
-    return max(1, int(os.environ.get("VDBNB_OCR_THREADS", "2")))
+    from . import settings
+
+    return max(1, settings().ocr_threads)
 
 
 def _engine():
@@ -96,7 +98,9 @@ def _quantized_rec(src: str) -> str | None:
     ``onnx`` package missing, VDBNB_OCR_INT8=0), and the float model is used.
 
     Only the MatMuls: the convolutions stay float (quantising them too loses characters at line ends)."""
-    if os.environ.get("VDBNB_OCR_INT8", "1") == "0":
+    from . import settings
+
+    if not settings().ocr_int8:
         return None
     try:
         import onnxruntime

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import missing, model_cache_dir
+from . import missing, model_cache_dir, settings
 
 SAMPLE_RATE = 16000
 WINDOW = 512
@@ -172,7 +172,7 @@ class Transcriber:
             raise missing("faster-whisper") from e
         self.model_name = model
         self.engine = f"faster-whisper:{model}"
-        threads = cpu_threads or int(os.environ.get("VDBNB_STT_THREADS", "2"))
+        threads = cpu_threads or settings().stt_threads
         self.model = WhisperModel(str(model_path(model)), device="cpu", compute_type="int8", cpu_threads=threads)
         self.beam_size = beam_size
         self._fast_lock = threading.Lock()

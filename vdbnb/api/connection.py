@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..config import KEY_FILE, data_dir as resolve_data_dir
+from ..config import KEY_FILE, Settings
 from ..errors import AuthenticationError
 from ._http import HttpClient
 from .collection import Collection
@@ -100,18 +100,19 @@ def connect(api_key: str | None = None, base_url: str | None = None, data_dir: s
     background (or reused) on 127.0.0.1 and its API key is read from the data dir. With ``base_url`` any
     compatible server is used, VideoDB's cloud included (``https://api.videodb.io``).
     """
-    base_url = base_url or os.environ.get("VDBNB_URL")
-    api_key = api_key or os.environ.get("VDBNB_API_KEY")
+    settings = Settings.from_env(data_dir=data_dir)
+    base_url = base_url or settings.url
+    api_key = api_key or settings.api_key
     ddir = None
     if not base_url:
-        ddir = resolve_data_dir(data_dir)
+        ddir = settings.data_dir
         info = ensure_server(ddir)
         base_url = info["url"]
         api_key = api_key or info["api_key"]
     else:
-        api_key = api_key or os.environ.get("VIDEO_DB_API_KEY")
+        api_key = api_key or settings.videodb_api_key
         if not api_key and data_dir:
-            kf = resolve_data_dir(data_dir) / KEY_FILE
+            kf = settings.data_dir / KEY_FILE
             api_key = kf.read_text().strip() if kf.exists() else None
     if not api_key:
         raise AuthenticationError(f"No API key for {base_url}: pass api_key=, or set VDBNB_API_KEY "

@@ -56,10 +56,9 @@ def _spawn(data_dir: Path, progress=None) -> dict:
     except FileNotFoundError:
         pass
     log = open(data_dir / "server.log", "ab")
-    env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "vdbnb", "serve", "--host", "127.0.0.1", "--port", "0",
                              "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True)  # inherits the environment
     if progress:
         progress("starting the embedded vdbnb server")
     deadline = time.time() + START_TIMEOUT

@@ -7,13 +7,13 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import os
 import sys
 import threading
 import uuid
 import warnings
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
+from vdbnb.config import DEFAULT_HOST, DEFAULT_PORT, Settings, child_env
 from vdbnb.errors import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ class Channels:
 
 
 def default_base_url() -> str:
-    return os.environ.get("VDBNB_URL") or os.environ.get("VIDEO_DB_API") or "http://127.0.0.1:8765"
+    s = Settings.from_env()
+    return s.url or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
 class CaptureClient:
@@ -166,7 +167,7 @@ class CaptureClient:
             self._event_queue = asyncio.Queue()
         self._proc = await asyncio.create_subprocess_exec(
             *self.recorder_cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, **(self.env or {})}, limit=16 * 1024 * 1024)
+            stderr=asyncio.subprocess.PIPE, env=child_env(self.env), limit=16 * 1024 * 1024)
         self._tasks = [asyncio.create_task(self._read_stdout_loop()), asyncio.create_task(self._read_stderr_loop())]
         await self._send_command("init", {"apiUrl": self.base_url})
 

@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 
+from vdbnb.config import Settings
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
@@ -22,6 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="pulse")
     ap.add_argument("--stall", type=float, default=2.0, help="exit if no audio for this long (device gone)")
     a = ap.parse_args(argv)
+    source = Settings.from_env().pulse_source  # PortAudio's pulse plugin opens it; named in errors
     import sounddevice as sd
 
     out = sys.stdout.buffer
@@ -52,12 +55,12 @@ def main(argv=None) -> int:
                             blocksize=a.block, latency="low", callback=cb):
             while not dead.is_set():
                 if time.monotonic() - last[0] > a.stall:
-                    print(f"audio source {os.environ.get('PULSE_SOURCE')!r} delivered nothing for {a.stall}s "
+                    print(f"audio source {source!r} delivered nothing for {a.stall}s "
                           "(device gone?)", file=sys.stderr, flush=True)
                     return 3
                 dead.wait(0.2)
     except Exception as e:  # noqa: BLE001
-        print(f"cannot capture {os.environ.get('PULSE_SOURCE')!r}: {e}", file=sys.stderr, flush=True)
+        print(f"cannot capture {source!r}: {e}", file=sys.stderr, flush=True)
         return 2
     return 0
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
+
+from vdbnb.config import Settings, SettingsError
 
 
 def main(argv=None) -> int:
@@ -16,13 +17,18 @@ def main(argv=None) -> int:
     ap.add_argument("--api-url", default=None, help="server URL (default: init apiUrl, VDBNB_URL, VIDEO_DB_API)")
     ap.add_argument("--resend", metavar="SPOOL_DIR", help="resend the fragments kept in a session's spool dir "
                     "and exit (needs --api-url and --token)")
-    ap.add_argument("--token", default=os.environ.get("VDBNB_CLIENT_TOKEN"))
+    ap.add_argument("--token", default=None, help="client token (default: $VDBNB_CLIENT_TOKEN)")
     ap.add_argument("--list-channels", action="store_true", help="print the channels as JSON and exit")
     a = ap.parse_args(argv)
+    try:  # the recorder's settings, read once and passed down
+        settings = Settings.from_env(url=a.api_url, client_token=a.token)
+    except SettingsError as e:
+        print(f"vdbnb record: {e}", file=sys.stderr)
+        return 2
     if a.list_channels:
         from vdbnb.recorder.devices import list_channels
 
-        chans, problems = list_channels()
+        chans, problems = list_channels(settings.display)
         print(json.dumps({"channels": [c.to_dict() for c in chans], "problems": problems}, indent=1))
         return 0
     if a.resend:
@@ -30,10 +36,9 @@ def main(argv=None) -> int:
 
         from vdbnb.recorder.core import resend_spool
 
-        url = a.api_url or os.environ.get("VDBNB_URL") or os.environ.get("VIDEO_DB_API")
-        if not url or not a.token:
+        if not settings.url or not settings.client_token:
             ap.error("--resend needs --api-url and --token")
-        res = asyncio.run(resend_spool(Path(a.resend), url, a.token))
+        res = asyncio.run(resend_spool(Path(a.resend), settings.url, settings.client_token))
         print(json.dumps(res, indent=1, default=str))
         return 0 if res["complete"] else 1
     from vdbnb.recorder.core import Recorder
@@ -43,9 +48,7 @@ def main(argv=None) -> int:
     proto_out = sys.stdout
     sys.stderr = _Tolerant(sys.stderr)
     sys.stdout = sys.stderr
-    rec = Recorder(out=proto_out)
-    if a.api_url:
-        rec.api_url = a.api_url
+    rec = Recorder(out=proto_out, settings=settings)
     try:
         asyncio.run(rec.run())
     except KeyboardInterrupt:

@@ -12,11 +12,12 @@ import time
 import traceback
 from pathlib import Path
 
+from vdbnb.config import Settings, child_env
 from vdbnb.media.encode import AudioEncoder, VideoEncoder
 from vdbnb.media.fragmenter import Fragmenter
 from vdbnb.recorder import devices
 from vdbnb.recorder.sources import AudioSource, Privacy, ScreenSource
-from vdbnb.recorder.uplink import Uplink, UplinkError, default_spool_root
+from vdbnb.recorder.uplink import Uplink, UplinkError
 from vdbnb.recorder.x11 import WindowTracker
 
 PREFIX = "videodb_recorder|"
@@ -114,7 +115,7 @@ class SourceWatcher:
         if self.thread is not None or not shutil.which("pactl"):
             return
         self.proc = subprocess.Popen(["pactl", "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, text=True, env={**os.environ, "LC_ALL": "C"})
+                                     stdin=subprocess.DEVNULL, text=True, env=child_env({"LC_ALL": "C"}))
         self.thread = threading.Thread(target=self._run, name="pactl-subscribe", daemon=True)
         self.thread.start()
 
@@ -134,11 +135,12 @@ class SourceWatcher:
 
 
 class Recorder:
-    def __init__(self, out=None):
+    def __init__(self, out=None, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
         self.out = out or sys.stdout
         self._out_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.api_url: str | None = os.environ.get("VDBNB_URL") or os.environ.get("VIDEO_DB_API")
+        self.api_url: str | None = self.settings.url
         self.tracker = WindowTracker()
         self.sources: dict[str, ScreenSource | AudioSource] = {}
         self.session: Session | None = None
@@ -242,7 +244,7 @@ class Recorder:
         return {"level": self.log_level}
 
     async def _list(self) -> tuple[list[devices.ChannelInfo], list[dict]]:
-        chans, problems = await asyncio.to_thread(devices.list_channels)
+        chans, problems = await asyncio.to_thread(devices.list_channels, self.settings.display)
         self._chan_cache = {c.channel_id: c for c in chans}
         return chans, problems
 
@@ -328,7 +330,8 @@ class Recorder:
             idx = int(info.channel_id.split(":", 1)[1])
             src = ScreenSource(info.channel_id, idx, self.tracker, self.emit, self._lost_cb)
         else:
-            src = AudioSource(info.channel_id, info.extra["source"], self.emit, self._lost_cb)
+            src = AudioSource(info.channel_id, info.extra["source"], self.emit, self._lost_cb,
+                              backend=self.settings.audio_backend)
             self.watcher.start()
         self.sources[info.channel_id] = src
         return src
@@ -413,7 +416,7 @@ class Recorder:
                                    "name": d.get("name") or info.name, "store": bool(d.get("store", False)),
                                    "is_primary": bool(d.get("is_primary")) or info.channel_id == primary})
             t_cmd = time.time()
-            spool_root = Path(p.get("spoolDir") or default_spool_root())
+            spool_root = Path(p.get("spoolDir") or self.settings.spool_root)
             up = Uplink(self.api_url, token, sid, spool_root, emit=self.emit,
                         backoff_cap=float(p.get("backoffCap", 2.0)))
             extra = {k: p[k] for k in ("callbackUrl", "ws_connection_id", "primary_video_channel_id") if p.get(k)}

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdbnb.config import child_env
 
 class DeviceError(RuntimeError):
     def __init__(self, code: str, message: str):
@@ -35,8 +36,9 @@ class ChannelInfo:
 
 
 # ---------------------------------------------------------------- displays
-def list_displays() -> list[ChannelInfo]:
-    if not os.environ.get("DISPLAY") and os.name == "posix" and not _is_mac():
+def list_displays(display: str | None) -> list[ChannelInfo]:
+    """The screens mss sees; none without an X display (``display``: ``Settings.display``) on Linux."""
+    if not display and os.name == "posix" and not _is_mac():
         return []
 
     try:
@@ -77,7 +79,7 @@ def _pactl(*args: str, timeout: float = 5) -> str:
         raise DeviceError("NO_SOUND_SERVER", "pactl not found: install pulseaudio-utils (PulseAudio or "
                                              "PipeWire-pulse) to capture audio")
     r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, "LC_ALL": "C"})
+                       env=child_env({"LC_ALL": "C"}))
     if r.returncode != 0:
         raise DeviceError("NO_SOUND_SERVER", f"pactl {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}"
                                              " (is PulseAudio/PipeWire running and PULSE_SERVER set?)")
@@ -149,10 +151,11 @@ def list_audio() -> list[ChannelInfo]:
     return out
 
 
-def list_channels() -> tuple[list[ChannelInfo], list[dict[str, str]]]:
-    """All channels, plus a list of problems (e.g. no sound server) as {code, message}."""
+def list_channels(display: str | None) -> tuple[list[ChannelInfo], list[dict[str, str]]]:
+    """All channels, plus a list of problems (e.g. no sound server) as {code, message}. ``display``: the X
+    display (``Settings.display``)."""
     problems = []
-    chans = list_displays()
+    chans = list_displays(display)
     if not chans:
         problems.append({"code": "NO_DISPLAY", "message": "no X display found (DISPLAY unset or not reachable): "
                                                          "screens cannot be captured"})

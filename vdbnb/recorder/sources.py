@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vdbnb.config import child_env
 from vdbnb.recorder.x11 import Win, WindowTracker, matching_windows
 
 AUDIO_RATE = 48000
@@ -298,11 +298,11 @@ class ScreenSource(_Source):
         sct.close()
 
 
-def _audio_backend() -> str:
-    """``parec`` when installed (it ships with pactl, which channel listing needs anyway), else the sounddevice
-    worker. Measured on the rig, per audio channel: parec 0.25–0.35 % of a core, the sounddevice worker
-    (a Python process per channel) 1.3–1.5 % and ~60 MB RSS. Override with VDBNB_AUDIO_BACKEND."""
-    b = os.environ.get("VDBNB_AUDIO_BACKEND", "auto")
+def _audio_backend(b: str) -> str:
+    """``auto``: ``parec`` when installed (it ships with pactl, which channel listing needs anyway), else the
+    sounddevice worker. Measured on the rig, per audio channel: parec 0.25–0.35 % of a core, the sounddevice
+    worker (a Python process per channel) 1.3–1.5 % and ~60 MB RSS. Override with VDBNB_AUDIO_BACKEND
+    (``Settings.audio_backend``)."""
     if b == "auto":
         return "parec" if shutil.which("parec") else "sounddevice"
     return b
@@ -313,7 +313,8 @@ class AudioSource(_Source):
     float32 PCM; a reader thread timestamps blocks on the shared clock, emits levels, feeds the encoder."""
 
     def __init__(self, channel_id: str, source: str, emit: Callable[[str, dict], None],
-                 on_lost: Callable[[str, str], None], level_hz: float = 16.0, channels: int = 1):
+                 on_lost: Callable[[str, str], None], level_hz: float = 16.0, channels: int = 1,
+                 backend: str = "auto"):
         self.channel_id = channel_id
         self.source = source
         self.emit = emit
@@ -327,15 +328,14 @@ class AudioSource(_Source):
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.stats = {"levels": 0, "samples": 0, "reanchors": 0}
-        self.backend = _audio_backend()
+        self.backend = _audio_backend(backend)
 
     def _cmd(self) -> tuple[list[str], dict]:
-        env = {**os.environ}
         if self.backend == "parec" and shutil.which("parec"):
             return ([shutil.which("parec"), f"--device={self.source}", "--format=float32le",
                      f"--rate={AUDIO_RATE}", f"--channels={self.channels}", "--latency-msec=30", "--process-time-msec=30",
-                     "--raw"], env)
-        env["PULSE_SOURCE"] = self.source
+                     "--raw"], child_env())
+        env = child_env({"PULSE_SOURCE": self.source})  # the worker's PortAudio opens this source
         return ([sys.executable, "-m", "vdbnb.recorder.audio_worker", "--rate", str(AUDIO_RATE),
                  "--channels", str(self.channels), "--block", str(BLOCK)], env)
 

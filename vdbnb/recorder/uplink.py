@@ -23,18 +23,6 @@ class UplinkError(RuntimeError):
         self.code, self.message, self.status = code, message, status
 
 
-def default_spool_root() -> Path:
-    env = os.environ.get("VDBNB_SPOOL_DIR")
-    if env:
-        return Path(env)
-    try:
-        from platformdirs import user_cache_dir
-
-        return Path(user_cache_dir("vdbnb", appauthor=False)) / "spool"
-    except ImportError:  # pragma: no cover
-        return Path.home() / ".cache" / "vdbnb" / "spool"
-
-
 def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
@@ -111,12 +99,12 @@ RETRY_AFTER_S = 1.0
 
 
 class Uplink:
-    def __init__(self, api_url: str, token: str, session_id: str, spool_root: Path | None = None,
+    def __init__(self, api_url: str, token: str, session_id: str, spool_root: Path,
                  emit: Callable[[str, dict], None] | None = None, backoff_cap: float = 2.0):
         self.api_url = api_url.rstrip("/")
         self.token = token
         self.session_id = session_id
-        self.spool = Spool(spool_root or default_spool_root(), session_id)
+        self.spool = Spool(Path(spool_root), session_id)
         self.emit = emit or (lambda e, p: None)
         self.backoff_cap = backoff_cap
         self.http = httpx.AsyncClient(timeout=10, headers={"x-access-token": token})

@@ -2,7 +2,6 @@
 (for privacy masks). Uses python-xlib; one connection, used from one thread only (the tracker)."""
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -70,7 +69,7 @@ class WindowTracker:
             self.ready.set()
             return
         try:
-            d = display.Display(os.environ.get("DISPLAY"))
+            d = display.Display()  # Xlib opens $DISPLAY (passed through, see vdbnb.config)
         except Exception as e:  # noqa: BLE001
             self.error = f"cannot open X display: {e}"
             self.ready.set()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..config import ServerSettings
+from ..config import Settings
 from .asgi import EdgeMiddleware
 from .context import Context
 from .errors import APIError
@@ -49,9 +48,9 @@ async def watchdog(ctx: Context, grace: float) -> None:
             log.exception("watchdog error")
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     ctx = Context(settings)
-    grace = float(os.environ.get("VDBNB_RECORDER_GRACE_S", "8"))  # a lost recorder that returns resumes
+    grace = settings.recorder_grace_s  # a lost recorder that returns within it resumes
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -76,7 +75,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                   description="A VideoDB-compatible capture backend that runs on your machine. Authenticate "
                               "with `x-access-token: <API key>` (or a client token for the recorder calls).")
     app.state.ctx = ctx
-    app.add_middleware(EdgeMiddleware)
+    app.add_middleware(EdgeMiddleware, json_limit=settings.max_body_bytes)
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, e: APIError):
@@ -119,7 +118,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         log.warning("rtstream routes unavailable: %s", e)
     if settings.ai_enabled:
         try:
+            from .. import ai
             from .pipelines import Pipelines
+            ai.configure(settings)
             ctx.pipelines = Pipelines(ctx)
         except ImportError as e:
             log.warning("AI pipelines unavailable (%s); install vdbnb[ai]", e)

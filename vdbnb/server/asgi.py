@@ -5,9 +5,6 @@ import json
 
 from ..media.fragments import MAX_FRAGMENT
 
-JSON_LIMIT = 1024 * 1024
-
-
 def _reply(status: int, message: str, code: str):
     body = json.dumps({"success": False, "message": message, "error_code": code}).encode()
 
@@ -19,10 +16,12 @@ def _reply(status: int, message: str, code: str):
 
 
 class EdgeMiddleware:
-    """Paths work with and without a trailing slash; bodies over the limit get 413 before any handler runs."""
+    """Paths work with and without a trailing slash; bodies over the limit get 413 before any handler runs:
+    ``json_limit`` (``Settings.max_body_bytes``) for JSON, ``MAX_FRAGMENT`` for a fragment upload."""
 
-    def __init__(self, app):
+    def __init__(self, app, json_limit: int):
         self.app = app
+        self.json_limit = json_limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -34,7 +33,7 @@ class EdgeMiddleware:
             scope["raw_path"] = scope["path"].encode()
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = MAX_FRAGMENT if scope["path"].endswith("/fragment") else JSON_LIMIT
+        limit = MAX_FRAGMENT if scope["path"].endswith("/fragment") else self.json_limit
         headers = dict(scope.get("headers") or [])
         cl = headers.get(b"content-length")
         if cl is not None:

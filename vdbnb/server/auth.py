@@ -44,15 +44,16 @@ class Principal:
 
 
 class Auth:
-    def __init__(self, store: Store, data_dir: Path):
+    def __init__(self, store: Store, data_dir: Path, api_key: str | None = None):
         self.store = store
         self.data_dir = data_dir
+        self.preset_key = api_key  # Settings.api_key (VDBNB_API_KEY): the key to create on first start
 
     # ------------------------------------------------------------------ bootstrap
     def ensure_api_key(self) -> str:
         """Create the API key on first start (or take VDBNB_API_KEY); keep it in a 0600 file."""
         key_path = self.data_dir / KEY_FILE
-        key = os.environ.get("VDBNB_API_KEY") or (key_path.read_text().strip() if key_path.exists() else "")
+        key = self.preset_key or (key_path.read_text().strip() if key_path.exists() else "")
         if not key:
             key = "sk-" + secrets.token_urlsafe(32)
         if not key_path.exists() or key_path.read_text().strip() != key:

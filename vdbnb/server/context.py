@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import Request
 
-from ..config import ServerSettings
+from ..config import Settings
 from .auth import Auth, Principal
 from .bus import EventBus
 from .hub import Hub
@@ -21,13 +21,13 @@ DEFAULT_COLLECTION = "default"
 
 
 class Context:
-    def __init__(self, settings: ServerSettings):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         # a new data dir is private (0700): it holds the database (transcripts, OCR text, window titles) and media
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(self.data_dir / "vdbnb.sqlite3")
-        self.auth = Auth(self.store, self.data_dir)
+        self.auth = Auth(self.store, self.data_dir, settings.api_key)
         self.api_key = self.auth.ensure_api_key()
         self.webhook_secret = self.auth.ensure_webhook_secret()
         self.hub = Hub()

@@ -7,10 +7,10 @@ import os
 import socket
 import sys
 
-from ..config import SERVER_FILE, ServerSettings
+from ..config import SERVER_FILE, Settings
 
 
-def serve(settings: ServerSettings, log_level: str = "info") -> None:
+def serve(settings: Settings, log_level: str = "info") -> None:
     import uvicorn
 
     from .app import create_app

@@ -9,7 +9,6 @@ grabbing; the audio callback runs on PortAudio's thread), so the kernel stays fr
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import threading
@@ -18,10 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vdbnb.config import pulse_source
 from vdbnb.widgets.sources import Listeners
 
 Listener = Callable[[str, dict], None]
-_ENV_LOCK = threading.Lock()
 
 
 def _mss():
@@ -214,19 +213,8 @@ class LocalPreviewSource:
             state["carry"] = buf[n * block:].copy()
 
         # PortAudio's pulse plugin reads PULSE_SOURCE when a stream opens: set it only for this open.
-        with _ENV_LOCK:
-            old = os.environ.get("PULSE_SOURCE")
-            try:
-                if ch.get("pulse_source"):
-                    os.environ["PULSE_SOURCE"] = ch["pulse_source"]
-                else:
-                    os.environ.pop("PULSE_SOURCE", None)
-                stream = sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32",
-                                        latency="high", callback=callback)
-                stream.start()
-            finally:
-                if old is None:
-                    os.environ.pop("PULSE_SOURCE", None)
-                else:
-                    os.environ["PULSE_SOURCE"] = old
+        with pulse_source(ch.get("pulse_source")):
+            stream = sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32",
+                                    latency="high", callback=callback)
+            stream.start()
         self._streams.append(stream)

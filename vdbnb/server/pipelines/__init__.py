@@ -6,7 +6,6 @@ serves live capture, catch-up after a late start, and re-indexing of stored medi
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from ...events import PIPELINE, Event
@@ -17,7 +16,6 @@ from .indexer import Indexer
 from .visual import VisualWorker
 
 log = logging.getLogger("vdbnb.server.pipelines")
-BEHIND_S = float(os.environ.get("VDBNB_PIPELINE_BEHIND_S", "15"))
 
 
 class Pipelines:
@@ -94,7 +92,7 @@ class Pipelines:
     def behind(self, worker: str, rts: dict, lag: float, pending: int) -> None:
         """Say so (an event and /health) when a pipeline falls behind, instead of dropping silently."""
         key = (worker, rts["id"])
-        if lag > BEHIND_S and time.time() - self._behind_said.get(key, 0) > 30:
+        if lag > self.ctx.settings.pipeline_behind_s and time.time() - self._behind_said.get(key, 0) > 30:
             self._behind_said[key] = time.time()
             self.emit(Event(channel=PIPELINE, event="pipeline.behind", session_id=rts["session_id"],
                             collection_id=rts["collection_id"], rtstream_id=rts["id"], rtstream_name=rts["name"],

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from ...events import TRANSCRIPT, Event
 from ...media.fragments import Fragment
@@ -18,8 +17,8 @@ class AudioWorker(Worker):
     def __init__(self, pipes):
         super().__init__(pipes)
         self.state: dict[str, dict] = {}
-        self.model = os.environ.get("VDBNB_STT_MODEL", "tiny.en")
-        self.accurate = os.environ.get("VDBNB_ACCURATE_PASS", "1") not in ("0", "false", "off")
+        self.model = self.ctx.settings.stt_model
+        self.accurate = self.ctx.settings.accurate_pass
 
     def streams(self) -> list[dict]:
         return self.ctx.store.all(

@@ -121,10 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     se.set_defaults(fn=_cmd_search)
     sub.add_parser("record", help="run the recorder process (driven by CaptureClient over stdin/stdout); "
                    "`vdbnb record --help` for its options")
+    sub.add_parser("mcp", help="an MCP server for AI agents over what was captured (stdio; --http); "
+                   "`vdbnb mcp --help` for its options, `vdbnb mcp token` for a read-only agent token")
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["record"]:  # the recorder parses its own options
         from .recorder.cli import main as record_main
         return record_main(args[1:])
+    if args[:1] == ["mcp"]:  # so does the MCP server
+        from .mcp.cli import main as mcp_main
+        return mcp_main(args[1:])
     a = p.parse_args(args)
     try:  # the settings, read once: the environment, then the command line
         a.settings = Settings.from_env(data_dir=a.data_dir, host=getattr(a, "host", None),

@@ -118,6 +118,9 @@ class Settings:
                                   "`auto` (parec when installed)", "recorder")
     spool_dir: Path | None = _setting("VDBNB_SPOOL_DIR", None, "where unacknowledged fragments are kept",
                                       "recorder", shown="the user cache dir")
+    # ---- MCP server (`vdbnb mcp`)
+    mcp_port: int = _setting("VDBNB_MCP_PORT", 8766, "where `vdbnb mcp --http` listens (always on 127.0.0.1)",
+                             "mcp")
     # ---- read, not owned (see the module docstring)
     display: str | None = _setting("DISPLAY", None, "the X display (no display: no screen channels)",
                                    "recorder, notebook", shown="(inherited)")

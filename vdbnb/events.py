@@ -20,7 +20,8 @@ SCENE_INDEX = "scene_index"
 ALERT = "alert"
 CAPTURE_SESSION = "capture_session"
 PIPELINE = "pipeline"  # vdbnb extension: pipeline health (falling behind, engine errors)
-CHANNELS = (TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX, SCENE_INDEX, ALERT, CAPTURE_SESSION, PIPELINE)
+AGENT = "agent"        # vdbnb extension: what an AI agent asked (`vdbnb mcp` tool calls), who and when
+CHANNELS = (TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX, SCENE_INDEX, ALERT, CAPTURE_SESSION, PIPELINE, AGENT)
 
 # rtstream categories (RTStream.channel_id)
 MIC = "mic"

@@ -73,6 +73,26 @@ class Connection(HttpClient):
     def generate_client_token(self, expires_in: int = 86400) -> str:
         return self.post("capture/session/token", {"expires_in": expires_in}).get("token")
 
+    # ---- agents (vdbnb extensions, used by `vdbnb mcp`)
+    def generate_agent_token(self, expires_in: int = 30 * 86400, name: str | None = None) -> str:
+        """A read-only token (``at-…``) for an AI agent: it reads sessions, events, transcripts, search and
+        screen frames, and can do nothing else. Give it to an agent instead of the API key."""
+        return self.post("agent/token", {"expires_in": expires_in, "name": name}).get("token")
+
+    def whoami(self) -> dict:
+        """What this connection's credential is: ``kind`` (api_key | agent_token | client_token), ``scope``,
+        ``token_id`` (a public id, never the secret), ``expires_at``."""
+        return self.get("agent/whoami")
+
+    def log_tool_call(self, tool: str, arguments: dict, caller: dict, outcome: str = "ok", detail: str | None = None,
+                      results: int | None = None, duration_ms: float | None = None, session_id: str | None = None,
+                      asked_at: float | None = None, collection_id: str = "default") -> str:
+        """Record an agent's tool call as an ``agent`` event on the server (who asked what, when, how it ended)."""
+        body = {"tool": tool, "arguments": arguments, "caller": caller, "outcome": outcome, "detail": detail,
+                "results": results, "duration_ms": duration_ms, "session_id": session_id, "asked_at": asked_at}
+        return self.post(f"collection/{collection_id}/agent/tool_call",
+                         {k: v for k, v in body.items() if v is not None}).get("event_id")
+
     # ---- events
     def connect_websocket(self, collection_id: str = "default") -> WebSocketConnection:
         return WebSocketConnection(self.get(f"collection/{collection_id}/websocket")["websocket_url"])

@@ -109,6 +109,11 @@ class RTStream:
     def export(self, name: str | None = None) -> dict:
         return self._connection.post(f"rtstream/{self.id}/export", _drop({"name": name}))
 
+    def get_frame(self, at: float | None = None, format: str = "png", max_width: int | None = None) -> dict:
+        """vdbnb extension: the newest frame of a screen stream (or the newest at or before ``at``, epoch s):
+        ``image_b64`` (PNG/JPEG), ``ocr_text``, ``window_title``, ``time``; secrets blacked out and redacted."""
+        return self._connection.get(f"rtstream/{self.id}/frame", at=at, format=format, max_width=max_width)
+
 
 class RTStreamSceneIndex:
     def __init__(self, _connection, rtstream_id: str, **kw: Any) -> None:

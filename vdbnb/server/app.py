@@ -109,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
                                           "pipelines": ctx.pipelines.health() if ctx.pipelines else None,
                                           "webhooks_pending": ctx.outbox.pending()}}
 
+    from .routes_agent import router as agent_router
     from .routes_capture import router as capture_router
     app.include_router(capture_router)
     try:
@@ -116,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(rtstream_router)
     except ImportError as e:  # pragma: no cover - during bring-up only
         log.warning("rtstream routes unavailable: %s", e)
+    app.include_router(agent_router)
     if settings.ai_enabled:
         try:
             from .. import ai

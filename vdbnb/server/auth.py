@@ -1,4 +1,9 @@
-"""API keys (``sk-…``), client tokens (``st-…``) and websocket tickets; all stored as SHA-256 hashes.
+"""API keys (``sk-…``), client tokens (``st-…``), agent tokens (``at-…``) and websocket tickets; all stored as
+SHA-256 hashes.
+
+Agent tokens are for AI agents (``vdbnb mcp``): they read what was captured (sessions, events, transcripts,
+search, the latest screen frame) and log their tool calls, and can do nothing else, so an agent never needs
+the API key.
 
 The secrets are 256-bit random values, so a plain SHA-256 is a sound at-rest hash (no dictionary to
 guess from); comparisons go through the hash index, never through the clear value.
@@ -17,11 +22,17 @@ from .errors import forbidden, unauthorized
 from .store import Store, now
 
 CAPTURE_SCOPE = "capture"
+AGENT_SCOPE = "agent"       # read-only: what an AI agent may see (plus logging its own tool calls)
 MAX_TOKEN_TTL = 30 * 86400
 
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def token_id(secret: str) -> str:
+    """A short public id of a key or token (its kind prefix and 8 hex of its hash): who, in logs."""
+    return secret[:3] + digest(secret)[:8]
 
 
 def write_secret_file(path: Path, value: str) -> None:
@@ -34,13 +45,19 @@ def write_secret_file(path: Path, value: str) -> None:
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str                    # "api_key" | "client_token"
-    collection_id: str | None    # client tokens are bound to one collection
+    kind: str                    # "api_key" | "client_token" | "agent_token"
+    collection_id: str | None    # client and agent tokens are bound to one collection
     scope: str | None = None
+    token_id: str | None = None  # a short public id of a token (never the token): who, in logs
+    expires_at: float | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.kind == "api_key"
+
+    @property
+    def can_read(self) -> bool:
+        return self.kind == "api_key" or (self.kind == "agent_token" and self.scope == AGENT_SCOPE)
 
 
 class Auth:
@@ -83,6 +100,16 @@ class Auth:
                                             "expires_at": t + expires_in})
         return {"token": token, "expires_in": expires_in, "expires_at": int(t + expires_in)}
 
+    def mint_agent_token(self, collection_id: str, expires_in: int, name: str | None = None) -> dict:
+        """A read-only token for an AI agent (``at-…``): sessions, events, search, frames; nothing else."""
+        token = "at-" + secrets.token_urlsafe(32)
+        t = now()
+        self.store.insert("client_tokens", {"token_hash": digest(token), "collection_id": collection_id,
+                                            "scope": AGENT_SCOPE, "user_id": name, "created_at": t,
+                                            "expires_at": t + expires_in})
+        return {"token": token, "token_id": token_id(token), "scope": AGENT_SCOPE, "expires_in": expires_in,
+                "expires_at": int(t + expires_in)}
+
     def mint_ws_ticket(self, collection_id: str, ttl: float = 86400) -> str:
         ticket = "wst-" + secrets.token_urlsafe(24)
         t = now()
@@ -105,28 +132,49 @@ class Auth:
         if not token:
             raise unauthorized("No access token: send your API key (or a client token) in the "
                                "x-access-token header. `vdbnb info` shows where the key is.", "MISSING_TOKEN")
-        h = digest(token.strip())
-        if token.startswith("st-"):
+        token = token.strip()
+        h = digest(token)
+        if token.startswith(("st-", "at-")):
+            agent = token.startswith("at-")
+            mint = "generate_agent_token() or `vdbnb mcp token`" if agent else "generate_client_token()"
             row = self.store.one("SELECT collection_id, scope, expires_at FROM client_tokens WHERE token_hash=?",
                                  (h,))
-            if not row:
-                raise unauthorized("Invalid client token: mint a new one with generate_client_token().")
+            if not row or (row["scope"] == AGENT_SCOPE) != agent:
+                raise unauthorized(f"Invalid {'agent' if agent else 'client'} token: mint a new one with {mint}.")
             if row["expires_at"] < now():
-                raise unauthorized("Client token expired: mint a new one with generate_client_token().",
+                raise unauthorized(f"{'Agent' if agent else 'Client'} token expired: mint a new one with {mint}.",
                                    "TokenExpired")
-            return Principal("client_token", row["collection_id"], row["scope"])
+            return Principal("agent_token" if agent else "client_token", row["collection_id"], row["scope"],
+                             token_id(token), row["expires_at"])
         if self.store.one("SELECT id FROM api_keys WHERE key_hash=? AND revoked_at IS NULL", (h,)):
-            return Principal("api_key", None)
+            return Principal("api_key", None, token_id=token_id(token))
         raise unauthorized("Invalid API key: check VIDEO_DB_API_KEY / VDBNB_API_KEY or the key file shown "
                            "by `vdbnb info`.")
 
     @staticmethod
     def require_admin(p: Principal) -> None:
+        if p.kind == "agent_token":
+            raise forbidden("An agent token can only read what was captured (sessions, events, search, frames); "
+                            "this call needs the API key.", "AGENT_TOKEN_NOT_ALLOWED")
         if not p.is_admin:
             raise forbidden("A client token can only start, poll, stop and upload a capture session; "
                             "use the API key on your backend for this call.", "CLIENT_TOKEN_NOT_ALLOWED")
 
     @staticmethod
+    def require_reader(p: Principal) -> None:
+        """The API key, or an agent token (read-only)."""
+        if not p.can_read:
+            raise forbidden("A client token can only start, poll, stop and upload a capture session; "
+                            "use the API key (or an agent token to read) for this call.", "CLIENT_TOKEN_NOT_ALLOWED")
+
+    @staticmethod
     def require_collection(p: Principal, collection_id: str) -> None:
-        if p.kind == "client_token" and p.collection_id != collection_id:
-            raise forbidden("This client token belongs to another collection.", "WRONG_COLLECTION")
+        if p.kind in ("client_token", "agent_token") and p.collection_id != collection_id:
+            raise forbidden(f"This {p.kind.replace('_', ' ')} belongs to another collection.", "WRONG_COLLECTION")
+
+    @staticmethod
+    def require_capture(p: Principal) -> None:
+        """The recorder's calls (start, poll, stop, upload): the API key or a client token, never an agent's."""
+        if p.kind == "agent_token":
+            raise forbidden("An agent token cannot start, stop or upload a capture: it only reads what was "
+                            "captured. Use a client token from generate_client_token().", "AGENT_TOKEN_NOT_ALLOWED")

@@ -76,5 +76,12 @@ def admin(request: Request) -> Principal:
     return p
 
 
+def reader(request: Request) -> Principal:
+    """The API key or an agent token: reads of what was captured."""
+    p = principal(request)
+    Auth.require_reader(p)
+    return p
+
+
 def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")

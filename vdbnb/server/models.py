@@ -103,3 +103,21 @@ class AlertRequest(Body):
 
 class RTStreamExport(Body):
     name: Optional[str] = Field(None, max_length=256)
+
+
+class AgentTokenRequest(Body):
+    expires_in: int = Field(30 * 86400, ge=60, le=30 * 86400)
+    name: Optional[str] = Field(None, max_length=256)
+
+
+class ToolCall(Body):
+    """One tool call of an AI agent (``vdbnb mcp``), logged as an ``agent`` event."""
+    tool: str = Field(min_length=1, max_length=128)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    caller: dict[str, Any] = Field(default_factory=dict)   # transport, client name/version, credential id
+    outcome: Literal["ok", "refused", "error"] = "ok"
+    detail: Optional[str] = Field(None, max_length=4000)
+    results: Optional[int] = Field(None, ge=0)
+    duration_ms: Optional[float] = Field(None, ge=0)
+    session_id: Optional[str] = Field(None, max_length=128)
+    asked_at: Optional[float] = Field(None, gt=0, le=MAX_EPOCH_S)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisc
 
 from ..events import new_id
 from .auth import Auth, Principal
-from .context import DEFAULT_COLLECTION, admin, base_url, ctx_of, principal
+from .context import DEFAULT_COLLECTION, admin, base_url, ctx_of, principal, reader
 from .errors import APIError, bad_request, not_found
 from .hub import Subscriber
 from .ingest import IngestError
@@ -24,7 +24,9 @@ def ok(data=None) -> dict:
     return {"success": True, "data": data if data is not None else {}}
 
 
-def collection_row(request: Request, cid: str) -> dict:
+def collection_row(request: Request, cid: str, p: Principal | None = None) -> dict:
+    if p is not None:  # an agent token reads its own collection only
+        Auth.require_collection(p, cid)
     r = ctx_of(request).store.one("SELECT * FROM collections WHERE id=?", (cid,))
     if not r:
         raise not_found("collection", cid)
@@ -52,8 +54,8 @@ def create_collection(body: CreateCollection, request: Request, _: Principal = D
 
 
 @router.get("/collection/{cid}", tags=["collections"])
-def get_collection(cid: str, request: Request, _: Principal = Depends(admin)):
-    return ok(coll_dict(collection_row(request, cid)))
+def get_collection(cid: str, request: Request, p: Principal = Depends(reader)):
+    return ok(coll_dict(collection_row(request, cid, p)))
 
 
 # ---------------------------------------------------------------- capture sessions (backend, API key)
@@ -69,14 +71,15 @@ def create_capture_session(cid: str, body: CreateSession, request: Request, _: P
 @router.get("/collection/{cid}/capture/session", tags=["capture"])
 def list_capture_sessions(cid: str, request: Request, status: str | None = None,
                           limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
-                          _: Principal = Depends(admin)):
-    collection_row(request, cid)
+                          p: Principal = Depends(reader)):
+    collection_row(request, cid, p)
     sessions = ctx_of(request).sessions.list(cid, status, limit, offset)
     return ok({"sessions": sessions, "next_page": None if len(sessions) < limit else offset + limit})
 
 
 @router.get("/collection/{cid}/capture/session/{sid}", tags=["capture"])
-def get_capture_session(cid: str, sid: str, request: Request, _: Principal = Depends(admin)):
+def get_capture_session(cid: str, sid: str, request: Request, p: Principal = Depends(reader)):
+    Auth.require_collection(p, cid)
     s = ctx_of(request).sessions
     return ok(s.to_dict(s.row(sid, cid)))
 
@@ -93,9 +96,9 @@ def export_capture_session(cid: str, sid: str, request: Request, body: ExportReq
 @router.get("/collection/{cid}/events", tags=["events"])
 def list_events(cid: str, request: Request, session_id: str | None = None, rtstream_id: str | None = None,
                 channel: str | None = None, since: float | None = None,
-                limit: int = Query(1000, ge=1, le=10000), _: Principal = Depends(admin)):
+                limit: int = Query(1000, ge=1, le=10000), p: Principal = Depends(reader)):
     """vdbnb extension: stored events (the websocket is best effort; this is the record)."""
-    collection_row(request, cid)
+    collection_row(request, cid, p)
     evs = ctx_of(request).bus.history(cid, session_id, rtstream_id, channel, since, limit)
     return ok({"events": [e.row() for e in evs]})
 
@@ -111,8 +114,8 @@ def generate_client_token(request: Request, body: TokenRequest | None = None, _:
 
 # ---------------------------------------------------------------- websocket (events)
 @router.get("/collection/{cid}/websocket", tags=["events"])
-def websocket_url(cid: str, request: Request, _: Principal = Depends(admin)):
-    collection_row(request, cid)
+def websocket_url(cid: str, request: Request, p: Principal = Depends(reader)):
+    collection_row(request, cid, p)
     ticket = ctx_of(request).auth.mint_ws_ticket(cid)
     ws_base = base_url(request).replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     return ok({"websocket_url": f"{ws_base}/ws/{cid}?ticket={ticket}"})
@@ -165,6 +168,7 @@ async def events_ws(ws: WebSocket, cid: str):
 # ---------------------------------------------------------------- recorder side (client token)
 def _session_for_client(request_or_ws, p: Principal, sid: str) -> dict:
     ctx = request_or_ws.app.state.ctx
+    Auth.require_capture(p)
     row = ctx.sessions.row(sid)
     Auth.require_collection(p, row["collection_id"])
     return row

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from ..events import AUDIO_INDEX, TRANSCRIPT, VISUAL_INDEX, new_id
-from .auth import Principal
-from .context import admin, base_url, ctx_of
+from .auth import Auth, Principal
+from .context import admin, base_url, ctx_of, reader
 from .errors import APIError, bad_request, not_found
 from .models import (MAX_EPOCH_S, MAX_OFFSET, MAX_PAGE, Action, AlertRequest, EventRequest, IndexRequest,
                      RTStreamExport, SearchRequest, TranscriptionRequest)
@@ -20,10 +20,12 @@ from .store import dec, now
 router = APIRouter(tags=["rtstream"])
 
 
-def rts_row(request: Request, rid: str) -> dict:
+def rts_row(request: Request, rid: str, p: Principal | None = None) -> dict:
     r = ctx_of(request).store.one("SELECT * FROM rtstreams WHERE id=?", (rid,))
     if not r:
         raise not_found("rtstream", rid)
+    if p is not None:  # an agent token reads its own collection only
+        Auth.require_collection(p, r["collection_id"])
     return r
 
 
@@ -71,8 +73,8 @@ def list_rt_events(request: Request, _: Principal = Depends(admin)):
 
 # ---------------------------------------------------------------- collection search
 @router.post("/rtstream/collection/{cid}/search")
-def collection_search(cid: str, body: SearchRequest, request: Request, _: Principal = Depends(admin)):
-    collection_row(request, cid)
+def collection_search(cid: str, body: SearchRequest, request: Request, p: Principal = Depends(reader)):
+    collection_row(request, cid, p)
     return ok({"results": _search(request, body, collection_id=cid)})
 
 
@@ -80,7 +82,8 @@ def collection_search(cid: str, body: SearchRequest, request: Request, _: Princi
 @router.get("/rtstream")
 def list_rtstreams(request: Request, collection_id: str = "default", limit: int = Query(100, ge=1, le=1000),
                    offset: int = Query(0, ge=0, le=MAX_OFFSET), status: str | None = None, name: str | None = None,
-                   ordering: str | None = None, _: Principal = Depends(admin)):
+                   ordering: str | None = None, who: Principal = Depends(reader)):
+    Auth.require_collection(who, collection_id)
     q, p = "SELECT * FROM rtstreams WHERE collection_id=?", [collection_id]
     if status:
         q += " AND status=?"
@@ -95,8 +98,8 @@ def list_rtstreams(request: Request, collection_id: str = "default", limit: int 
 
 
 @router.get("/rtstream/{rid}")
-def get_rtstream(rid: str, request: Request, _: Principal = Depends(admin)):
-    return ok(rtstream_dict(rts_row(request, rid)))
+def get_rtstream(rid: str, request: Request, p: Principal = Depends(reader)):
+    return ok(rtstream_dict(rts_row(request, rid, p)))
 
 
 @router.patch("/rtstream/{rid}/status")
@@ -129,8 +132,8 @@ def transcription(rid: str, body: TranscriptionRequest, request: Request, _: Pri
 
 
 @router.get("/rtstream/{rid}/transcription/status")
-def transcription_status(rid: str, request: Request, _: Principal = Depends(admin)):
-    r = rts_row(request, rid)
+def transcription_status(rid: str, request: Request, p: Principal = Depends(reader)):
+    r = rts_row(request, rid, p)
     return ok({"status": r["transcript_status"] or "not_configured", "engine": "faster-whisper:tiny.en",
                "language": "en"})
 
@@ -138,8 +141,8 @@ def transcription_status(rid: str, request: Request, _: Principal = Depends(admi
 @router.get("/rtstream/{rid}/transcription")
 def get_transcription(rid: str, request: Request, page: int = Query(1, ge=1, le=MAX_PAGE), page_size: int = Query(100, ge=1,
                       le=1000), start: float | None = None, end: float | None = None, since: float | None = None,
-                      engine: str | None = None, _: Principal = Depends(admin)):
-    rts_row(request, rid)
+                      engine: str | None = None, who: Principal = Depends(reader)):
+    rts_row(request, rid, who)
     q, p = "SELECT * FROM events WHERE rtstream_id=? AND channel=? AND is_final=1", [rid, TRANSCRIPT]
     for cond, val in (("\"end\" >= ?", start), ("start <= ?", end), ("emitted_at > ?", since)):
         if val is not None:
@@ -190,8 +193,8 @@ def create_index(rid: str, body: IndexRequest, request: Request, _: Principal = 
 
 
 @router.get("/rtstream/{rid}/index/scene")
-def list_indexes(rid: str, request: Request, _: Principal = Depends(admin)):
-    rts_row(request, rid)
+def list_indexes(rid: str, request: Request, p: Principal = Depends(reader)):
+    rts_row(request, rid, p)
     rows = ctx_of(request).store.all("SELECT * FROM scene_indexes WHERE rtstream_id=? ORDER BY created_at", (rid,))
     return ok({"scene_indexes": [index_dict(r) for r in rows]})
 
@@ -301,16 +304,16 @@ def _search(request: Request, body: SearchRequest, collection_id: str, rtstream_
 
 
 @router.post("/rtstream/{rid}/search")
-def rtstream_search(rid: str, body: SearchRequest, request: Request, _: Principal = Depends(admin)):
-    r = rts_row(request, rid)
+def rtstream_search(rid: str, body: SearchRequest, request: Request, p: Principal = Depends(reader)):
+    r = rts_row(request, rid, p)
     return ok({"results": _search(request, body, r["collection_id"], rtstream_id=rid)})
 
 
 # ---------------------------------------------------------------- clips and exports
 @router.get("/rtstream/{rid}/stream")
 def generate_stream(rid: str, request: Request, start: float = Query(..., gt=0, le=MAX_EPOCH_S), end: float = Query(..., gt=0, le=MAX_EPOCH_S),
-                    _: Principal = Depends(admin)):
-    r = rts_row(request, rid)
+                    p: Principal = Depends(reader)):
+    r = rts_row(request, rid, p)
     if end < start:
         raise bad_request("end must not be before start (both epoch seconds)")
     if end - start < 1:

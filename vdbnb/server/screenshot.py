@@ -1,0 +1,116 @@
+"""The latest frame of a display stream, as an agent may see it: decoded from the stored fragments, read with
+OCR, every secret's text line blacked out, the window title from the recorder.
+
+Excluded windows never reach this point: the recorder blacks them out (and drops their titles) before it
+encodes a frame. What is left to hide is text that only the server can read: secrets on screen.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..fragments import unpack
+from .errors import APIError
+
+_READER = None
+_READER_LOCK = threading.Lock()
+PAD = 6  # pixels around a blacked-out line: OCR boxes hug the glyphs
+
+
+def _reader():
+    """One ScreenReader for every request: its line cache (keyed by ink) makes a repeated look cheap."""
+    global _READER
+    with _READER_LOCK:
+        if _READER is None:
+            from ..ai.ocr import ScreenReader
+            _READER = ScreenReader()
+        return _READER
+
+
+def latest_fragment(ctx, rts: dict, at: float | None = None):
+    """The stored fragment holding the newest frame (or the newest frame at or before ``at``)."""
+    q, p = "SELECT seq, path, t0, t1 FROM fragments WHERE rtstream_id=?", [rts["id"]]
+    if at is not None:
+        q += " AND t0 <= ?"
+        p.append(at)
+    rows = ctx.store.all(q + " ORDER BY seq DESC LIMIT 3", p)
+    for r in rows:  # the newest one that decodes (a fragment is a whole GOP: it starts with a keyframe)
+        frag = unpack(Path(ctx.ingest.media_dir / r["path"]).read_bytes())
+        if frag.kind == "video" and frag.packets:
+            return frag
+    raise APIError(404, f"no frame stored yet for {rts['id']}: the display has not been recorded (start a capture "
+                        "with this display, then ask again)", "NO_FRAME")
+
+
+def last_frame(frag, at: float | None = None) -> tuple[float, np.ndarray]:
+    from ..codec import iter_video_frames
+    best = None
+    for pts, rgb in iter_video_frames([frag]):
+        if at is None or pts <= at or best is None:
+            best = (pts, rgb)
+    if best is None:
+        raise APIError(404, f"the newest fragment of {frag.channel_id} has no decodable frame; ask again in a "
+                            "moment", "NO_FRAME")
+    return best
+
+
+def secret_lines(lines: list, scan) -> tuple[list[int], list[str]]:
+    """Indexes of the OCR lines that hold (part of) a secret, and the kinds found. The lines are scanned as
+    one text (joined by newlines) so a secret whose label and value OCR split into two boxes is still found."""
+    text, spans = "", []
+    for ln in lines:
+        spans.append((len(text), len(text) + len(ln.text)))
+        text += ln.text + "\n"
+    hit: set[int] = set()
+    kinds: set[str] = set()
+    for f in scan(text):
+        kinds.add(f.label)
+        hit |= {i for i, (a, b) in enumerate(spans) if a < f.end and f.start < b}
+    return sorted(hit), sorted(kinds)
+
+
+def black_out(rgb: np.ndarray, boxes: list) -> np.ndarray:
+    out = rgb.copy()
+    h, w = out.shape[:2]
+    for x0, y0, x1, y1 in boxes:
+        out[max(0, y0 - PAD):min(h, y1 + PAD), max(0, x0 - PAD):min(w, x1 + PAD)] = 0
+    return out
+
+
+def encode(rgb: np.ndarray, fmt: str, max_width: int | None) -> tuple[bytes, str, int, int]:
+    from PIL import Image
+    img = Image.fromarray(rgb)
+    if max_width and img.width > max_width:
+        img = img.resize((max_width, max(1, round(img.height * max_width / img.width))), Image.LANCZOS)
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        img.save(buf, "JPEG", quality=85)
+    else:
+        img.save(buf, "PNG", optimize=False)
+    return buf.getvalue(), f"image/{fmt}", img.width, img.height
+
+
+def screen_frame(ctx, rts: dict, at: float | None = None, fmt: str = "png", max_width: int | None = None) -> dict:
+    """The newest frame of a screen RTStream with its OCR text and window title, secrets blacked out."""
+    from ..ai.secrets import redact, scan
+    if rts["channel_id"] != "screen":
+        raise APIError(400, f"{rts['id']} is a {rts['channel_id']} stream; frames come from screen streams "
+                            "(cap.get_rtstream('screen'))", "NOT_VIDEO")
+    frag = latest_fragment(ctx, rts, at)
+    pts, rgb = last_frame(frag, at)
+    lines = _reader().read(rgb)
+    hide, kinds = secret_lines(lines, scan)
+    if hide:
+        rgb = black_out(rgb, [lines[i].box for i in hide])
+    ocr_text = redact("\n".join(ln.text for ln in lines))
+    title = frag.meta.get("window_title")
+    data, mime, w, h = encode(rgb, fmt, max_width)
+    return {"rtstream_id": rts["id"], "session_id": rts["session_id"], "display": rts["source_channel_id"],
+            "time": pts, "mime_type": mime, "width": w, "height": h, "image_b64": base64.b64encode(data).decode(),
+            "ocr_text": ocr_text, "window_title": redact(title) if title else None,
+            "app": frag.meta.get("app"), "active_on_display": frag.meta.get("active_on_display"),
+            "paused": bool(frag.meta.get("paused")), "redacted": kinds, "redacted_lines": len(hide)}

@@ -64,7 +64,7 @@ def log_tool_call(cid: str, body: ToolCall, request: Request, p: Principal = Dep
                data={"tool": body.tool, "arguments": args, "caller": caller, "outcome": body.outcome,
                      "detail": _redacted(body.detail) if body.detail else None, "results": body.results,
                      "duration_ms": body.duration_ms,
-                     "credential": {"kind": p.kind, "token_id": p.token_id}})
+                     "logged_by": {"kind": p.kind, "token_id": p.token_id}})
     ctx_of(request).bus.emit(ev)
     return ok({"event_id": ev.id})
 

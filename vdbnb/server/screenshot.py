@@ -18,7 +18,8 @@ from .errors import APIError
 
 _READER = None
 _READER_LOCK = threading.Lock()
-PAD = 6  # pixels around a blacked-out line: OCR boxes hug the glyphs
+PAD = 6   # pixels left and right of a blacked-out line: OCR boxes hug the glyphs
+VPAD = 3  # above and below (less: terminal lines sit close together)
 
 
 def _reader():
@@ -73,11 +74,31 @@ def secret_lines(lines: list, scan) -> tuple[list[int], list[str]]:
     return sorted(hit), sorted(kinds)
 
 
+def blackout_boxes(lines: list, hide: list[int], w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """The boxes to black out: each secret line, padded, but not into a neighbouring line that stays (lines
+    of a terminal sit a pixel or two apart). A neighbour that overlaps the secret line by more than a quarter
+    of its height loses that part rather than the secret showing."""
+    keep = [ln.box for i, ln in enumerate(lines) if i not in set(hide)]
+    out = []
+    for i in hide:
+        x0, y0, x1, y1 = lines[i].box
+        bx0, bx1, by0, by1 = max(0, x0 - PAD), min(w, x1 + PAD), max(0, y0 - VPAD), min(h, y1 + VPAD)
+        slack = (y1 - y0) / 4
+        for kx0, ky0, kx1, ky1 in keep:
+            if kx1 <= bx0 or bx1 <= kx0 or ky1 <= by0 or by1 <= ky0:
+                continue
+            if ky0 < y0 and ky1 <= y0 + slack:      # a line above reaches into the padding
+                by0 = max(by0, ky1)
+            elif ky1 > y1 and ky0 >= y1 - slack:    # a line below
+                by1 = min(by1, ky0)
+        out.append((bx0, by0, bx1, by1))
+    return out
+
+
 def black_out(rgb: np.ndarray, boxes: list) -> np.ndarray:
     out = rgb.copy()
-    h, w = out.shape[:2]
     for x0, y0, x1, y1 in boxes:
-        out[max(0, y0 - PAD):min(h, y1 + PAD), max(0, x0 - PAD):min(w, x1 + PAD)] = 0
+        out[y0:y1, x0:x1] = 0
     return out
 
 
@@ -105,7 +126,7 @@ def screen_frame(ctx, rts: dict, at: float | None = None, fmt: str = "png", max_
     lines = _reader().read(rgb)
     hide, kinds = secret_lines(lines, scan)
     if hide:
-        rgb = black_out(rgb, [lines[i].box for i in hide])
+        rgb = black_out(rgb, blackout_boxes(lines, hide, rgb.shape[1], rgb.shape[0]))
     ocr_text = redact("\n".join(ln.text for ln in lines))
     title = frag.meta.get("window_title")
     data, mime, w, h = encode(rgb, fmt, max_width)

@@ -1,0 +1,217 @@
+"""`vdbnb mcp` driven by the official `mcp` SDK's own client, over stdio and streamable HTTP, against a real
+capture on the rig (recorder + real server + real models; see conftest.py).
+
+Speech played into the microphone is found by `search` (with a clip that plays) and is in `recent_context`;
+the window's generated text is in `screen_now`'s OCR text and in its image; the secret shown on screen is in
+none of the results; `start_capture` is refused without --allow-control; HTTP refuses requests without
+credentials; every tool call is an `agent` event on the server; a resource subscription hears new speech.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import re
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.helpers import words
+from tests.mcp.mcputil import HttpMcp, dump, http_client, stdio_params
+
+pytestmark = [pytest.mark.slow, pytest.mark.rig, pytest.mark.timeout(600)]
+TOOLS = {"search", "recent_context", "screen_now", "list_sessions", "session_summary", "start_capture", "stop_capture"}
+
+
+def overlap(ref: str, hyp: str) -> float:
+    """Share of the reference's words found in the hypothesis (speech-to-text may slip a word)."""
+    r, h = words(ref), set(words(hyp))
+    return sum(w in h for w in r) / max(1, len(r))
+
+
+def secret_leaks(cap, text: str) -> list[str]:
+    """Pieces of the secret (any 10 characters of its random part) found in ``text``."""
+    body = cap.secret[len("sk-live-"):]
+    return [body[i:i + 10] for i in range(len(body) - 9) if body[i:i + 10] in text]
+
+
+def image_text(b64: str) -> tuple[tuple[int, int], str]:
+    """The returned image, decoded, and read again with vdbnb's OCR: what an agent with vision would see."""
+    from PIL import Image
+
+    from vdbnb.ai.ocr import ScreenReader
+    img = Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")
+    return img.size, "\n".join(ln.text for ln in ScreenReader().read(np.asarray(img)))
+
+
+def query_for(sentence: str) -> str:
+    """The content words of a sentence (what a user would type), not the sentence itself."""
+    stop = {"the", "our", "is", "was", "will", "to", "for", "on", "at", "in", "by", "of", "moves", "scheduled",
+            "pushed", "happen", "booked", "next", "near"}
+    return " ".join(w for w in re.findall(r"[a-z]+", sentence.lower()) if w not in stop)
+
+
+async def exercise(c, cap) -> dict:
+    """The read tools an agent uses, with the checks every transport must pass. Returns every result."""
+    out = {}
+    tools = (await c.list_tools()).tools
+    assert {t.name for t in tools} == TOOLS
+    for t in tools:
+        assert t.description and t.input_schema.get("type") == "object" and t.output_schema, t.name
+    # search: each spoken sentence is found by its content words, with a clip that plays
+    for s, t0 in zip(cap.said, cap.t_said):
+        r = await c.call_tool("search", {"query": query_for(s), "since": "30m", "limit": 5})
+        assert not r.is_error, r.content[0].text
+        hits = r.structured_content["hits"]
+        best = max(hits, key=lambda h: overlap(s, h["text"]), default=None)
+        assert best and overlap(s, best["text"]) >= 0.6, (s, [h["text"] for h in hits])
+        assert best["channel"] == "mic" and abs(best["start"] - t0) < 8, best
+        clip = httpx.get(best["clip_url"], timeout=60)
+        assert clip.status_code == 200 and clip.content[4:8] == b"ftyp", clip.status_code
+        out[f"search {s}"] = r
+    # recent_context: both sentences and the window, in time order
+    r = await c.call_tool("recent_context", {"minutes": 15})
+    assert not r.is_error, r.content[0].text
+    items = r.structured_content["items"]
+    assert [it["t"] for it in items] == sorted(it["t"] for it in items)
+    said = [it for it in items if it["kind"] == "transcript"]
+    for s in cap.said:
+        assert any(overlap(s, it["text"]) >= 0.6 for it in said), (s, [it["text"] for it in said])
+        assert any(overlap(s, line) >= 0.6 for line in r.content[0].text.splitlines()), "the text form has it too"
+    assert any(it["kind"] == "visual_index" and it.get("window_title") == cap.title for it in items)
+    out["recent_context"] = r
+    # screen_now: the window's text in the OCR text and in the image; the secret blacked out
+    r = await c.call_tool("screen_now", {})
+    assert not r.is_error, r.content[0].text
+    sc = r.structured_content
+    assert cap.shown in sc["ocr_text"], sc["ocr_text"]
+    assert sc["window_title"] == cap.title and sc["live"] is True
+    assert "api_key" in sc["redacted"] and "STRIPE_KEY=[api_key]" in sc["ocr_text"], "the secret's line was read"
+    img = [b for b in r.content if b.type == "image"]
+    assert len(img) == 1 and img[0].mime_type == "image/png"
+    size, seen = image_text(img[0].data)
+    assert size == (sc["width"], sc["height"])
+    assert cap.shown in seen, seen
+    assert not secret_leaks(cap, seen), "the secret's line is blacked out in the image"
+    assert "STRIPE_KEY" not in seen, "the whole line that held the secret is blacked out"
+    out["screen_now"] = r
+    # sessions
+    r = await c.call_tool("list_sessions", {})
+    assert any(s["session_id"] == cap.session_id and s["status"] == "active" for s in r.structured_content["sessions"])
+    out["list_sessions"] = r
+    r = await c.call_tool("session_summary", {"session_id": cap.session_id})
+    assert not r.is_error, r.content[0].text
+    assert cap.title in r.structured_content["window_titles"]
+    assert all(overlap(s, r.structured_content["transcript"]) >= 0.6 for s in cap.said)
+    assert r.structured_content["counts"].get("alert", 0) >= 1, "the secret on screen raised an alert"
+    out["session_summary"] = r
+    # control is off by default: refused, clearly
+    r = await c.call_tool("start_capture", {})
+    assert r.is_error and "--allow-control" in r.content[0].text
+    out["start_capture"] = r
+    # resources: the session's transcript and events
+    text = (await c.read_resource(f"vdbnb://sessions/{cap.session_id}/transcript")).contents[0].text
+    assert all(overlap(s, text) >= 0.6 for s in cap.said)
+    ev = json.loads((await c.read_resource(f"vdbnb://sessions/{cap.session_id}/events")).contents[0].text)
+    out["resources"] = text + json.dumps(ev)
+    return out
+
+
+def assert_no_secret(cap, results: dict) -> None:
+    for name, r in results.items():
+        blob = r if isinstance(r, str) else dump(r)
+        assert cap.secret not in blob and not secret_leaks(cap, blob), f"the secret leaked in {name}"
+
+
+def agent_events(cap) -> list[dict]:
+    r = httpx.get(cap.server.url + "/collection/default/events", headers=cap.server.headers(),
+                  params={"channel": "agent", "limit": 10000}, timeout=30)
+    return r.json()["data"]["events"]
+
+
+def test_stdio(capture):
+    from mcp import Client
+    cap = capture
+    before = len(agent_events(cap))
+
+    async def main():
+        async with Client(stdio_params(cap.server), read_timeout_seconds=120) as c:
+            return await exercise(c, cap)
+    results = asyncio.run(main())
+    assert_no_secret(cap, results)
+    logged = agent_events(cap)[before:]
+    calls = [e["data"]["tool"] for e in logged]
+    assert calls.count("search") == len(cap.said) and "screen_now" in calls and "start_capture" in calls
+    assert all(e["data"]["caller"]["transport"] == "stdio" for e in logged)
+    refused = next(e for e in logged if e["data"]["tool"] == "start_capture")
+    assert refused["data"]["outcome"] == "refused" and refused["emitted_at"] >= refused["start"]
+    assert all(cap.secret not in json.dumps(e) for e in logged)
+
+
+def test_http(capture, tmp_path):
+    cap = capture
+    srv = cap.server
+    mcp = HttpMcp(srv, log_path=tmp_path / "mcp-http.log")
+    try:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        accept = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        client_token = httpx.post(srv.url + "/capture/session/token", json={}, headers=srv.headers()).json()["data"]["token"]
+        for creds in ({}, {"authorization": "Bearer sk-not-a-key"}, {"x-access-token": "at-not-a-token"},
+                      {"authorization": f"Bearer {client_token}"}):  # a recorder's token is not an agent's
+            r = httpx.post(mcp.url, json=body, headers={**accept, **creds}, timeout=30)
+            assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), (creds, r.text)
+        agent = httpx.post(srv.url + "/agent/token", json={"name": "test-agent"}, headers=srv.headers(),
+                           timeout=10).json()["data"]
+        assert agent["token"].startswith("at-") and agent["scope"] == "agent"
+
+        async def main():
+            async with http_client(mcp.url, agent["token"]) as c:
+                out = await exercise(c, cap)
+            async with http_client(mcp.url, srv.api_key, header="x-access-token") as c:
+                r = await c.call_tool("list_sessions", {})
+                assert not r.is_error
+            try:
+                async with http_client(mcp.url, None) as c:
+                    await c.list_tools()
+            except BaseException as e:  # the SDK's client fails to connect without credentials
+                out["no credentials"] = repr(e)
+            return out
+        results = asyncio.run(main())
+        assert "401" in results.pop("no credentials")
+        assert_no_secret(cap, results)
+        logged = [e for e in agent_events(cap) if e["data"]["caller"].get("transport") == "http"]
+        creds = {e["data"]["caller"]["credential"] for e in logged}
+        assert f"agent_token:{agent['token_id']}" in creds, creds
+        assert all(c == f"agent_token:{agent['token_id']}" or c.startswith("api_key:sk-") for c in creds), creds
+        assert any(e["data"]["caller"]["credential"] == f"agent_token:{agent['token_id']}" for e in logged)
+    finally:
+        mcp.stop()
+    assert mcp.proc.returncode is not None
+
+
+def test_subscription_follows_the_capture(capture):
+    """A client subscribed to the live transcript hears that it changed when new speech is transcribed, and
+    reads it there (protocol 2026-07-28: subscriptions/listen)."""
+    from mcp import Client
+    from mcp.client.subscriptions import ResourceUpdated
+
+    from vdbnb.tutorial import say
+    cap = capture
+    sentence = cap.spare[0]
+    uri = "vdbnb://live/transcript"
+
+    async def main():
+        async with Client(stdio_params(cap.server), read_timeout_seconds=120) as c:
+            async with c.listen(resource_subscriptions=[uri]) as sub:
+                await asyncio.to_thread(say, sentence)
+                deadline = asyncio.get_running_loop().time() + 60
+                async for event in sub:
+                    assert isinstance(event, ResourceUpdated) and event.uri == uri
+                    text = (await c.read_resource(uri)).contents[0].text
+                    if overlap(sentence, text) >= 0.6:
+                        return text
+                    assert asyncio.get_running_loop().time() < deadline, text
+    text = asyncio.run(asyncio.wait_for(main(), 120))
+    assert cap.secret not in text

@@ -21,7 +21,7 @@ if [ -n "$missing" ] && command -v apt-get >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-extras="ai,accurate,notebook"; [ $TEST = 1 ] && extras="$extras,test"
+extras="ai,accurate,notebook,mcp"; [ $TEST = 1 ] && extras="$extras,test"
 log "pip install -e .[$extras]"
 python3 -m pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v "^WARNING: Running pip as" || true
 python3 -c "import vdbnb, faster_whisper, rapidocr, onnxruntime" \

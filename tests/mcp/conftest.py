@@ -80,7 +80,7 @@ def _activate(win) -> None:
 @pytest.fixture(scope="module")
 def capture(rig, tmp_path_factory):
     from vdbnb.capture import SyncCaptureClient
-    from vdbnb.tutorial import say, show_window
+    from rig.tutorial import say, show_window
     seed = random.randrange(1 << 30)
     print(f"\nMCP capture seed {seed}")
     rng = random.Random(seed)

@@ -198,7 +198,7 @@ def test_subscription_follows_the_capture(capture):
     from mcp import Client
     from mcp.client.subscriptions import ResourceUpdated
 
-    from vdbnb.tutorial import say
+    from rig.tutorial import say
     cap = capture
     sentence = cap.spare[0]
     uri = "vdbnb://live/transcript"

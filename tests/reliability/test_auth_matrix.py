@@ -1,5 +1,6 @@
-"""Every route × {no key, wrong key, API key, client token, expired client token, other collection's token}:
-0 wrong accepts; a client token never reaches an admin call."""
+"""Every route × {no key, wrong key, API key, client token, expired client token, other collection's token,
+agent token}: 0 wrong accepts; a client token never reaches an admin call; an agent token reaches the read
+routes only."""
 from __future__ import annotations
 
 import re
@@ -10,6 +11,14 @@ import httpx
 RECORDER_OPS = {("POST", "/capture/session/start"), ("GET", "/capture/session/{sid}"),
                 ("POST", "/capture/session/{sid}/stop"), ("POST", "/capture/session/{sid}/fragment")}
 PUBLIC_OPS = {("GET", "/health")}
+# what a read-only agent token (vdbnb mcp) may call
+READER_OPS = {("GET", "/collection/{cid}"), ("GET", "/collection/{cid}/capture/session"),
+              ("GET", "/collection/{cid}/capture/session/{sid}"), ("GET", "/collection/{cid}/events"),
+              ("GET", "/collection/{cid}/websocket"), ("POST", "/rtstream/collection/{cid}/search"),
+              ("GET", "/rtstream"), ("GET", "/rtstream/{rid}"), ("GET", "/rtstream/{rid}/transcription"),
+              ("GET", "/rtstream/{rid}/transcription/status"), ("GET", "/rtstream/{rid}/index/scene"),
+              ("POST", "/rtstream/{rid}/search"), ("GET", "/rtstream/{rid}/stream"), ("GET", "/rtstream/{rid}/frame"),
+              ("GET", "/agent/whoami"), ("POST", "/collection/{cid}/agent/tool_call")}
 
 
 def test_every_route_every_principal(server):
@@ -20,6 +29,7 @@ def test_every_route_every_principal(server):
         return httpx.post(f"{u}/capture/session/token", headers={**h, "x-collection-id": coll},
                           json={"expires_in": ttl}).json()["data"]["token"]
     client, other_tok, expired = mint(), mint(other), mint(ttl=1)
+    agent = httpx.post(f"{u}/agent/token", headers=h, json={}).json()["data"]["token"]
     sid = httpx.post(f"{u}/collection/default/capture/session", headers=h,
                      json={"end_user_id": "u"}).json()["data"]["session_id"]
     time.sleep(1.1)
@@ -47,4 +57,10 @@ def test_every_route_every_principal(server):
         r = httpx.request(method, url, headers=h, json=body if method in ("POST", "PATCH") else None)
         if r.status_code in (401, 403) or r.status_code >= 500:
             wrong.append((method, path, "api_key", r.status_code))
+        r = httpx.request(method, url, headers={"x-access-token": agent},
+                          json=body if method in ("POST", "PATCH") else None)
+        ok = r.status_code not in (401, 403) and r.status_code < 500
+        if ok != ((method, path) in READER_OPS):
+            wrong.append((method, path, "agent", r.status_code))
+    assert len(READER_OPS & set(ops)) == len(READER_OPS), READER_OPS - set(ops)
     assert not wrong, wrong

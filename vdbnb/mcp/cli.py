@@ -36,6 +36,12 @@ def _token_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        print("vdbnb mcp needs the MCP SDK: pip install 'vdbnb[mcp]' (or pip install 'mcp>=2.3,<3')",
+              file=sys.stderr)
+        return 2
     from .backend import Backend
     if args[:1] == ["token"]:
         a = _token_parser().parse_args(args[1:])

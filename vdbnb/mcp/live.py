@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import weakref
 
 import anyio
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
@@ -117,28 +116,34 @@ class Subscribers:
 
     def __init__(self, bus: InMemorySubscriptionBus):
         self.bus = bus                       # 2026-07-28: subscriptions/listen streams
-        self.legacy: dict[str, weakref.WeakSet] = {}  # 2025: resources/subscribe, per session
+        self.legacy: dict[str, dict[int, object]] = {}  # 2025: resources/subscribe, uri -> {connection: session}
 
     def register(self, mcp) -> None:
         low = mcp._lowlevel_server  # the SDK's own legacy handlers slot; MCPServer has no decorator for it
         low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
 
+    @staticmethod
+    def _key(session) -> int:
+        # a ServerSession is made per request; what lasts is its connection, whose standalone channel
+        # carries notifications sent outside a request
+        return id(getattr(session, "_connection", session))
+
     async def _subscribe(self, ctx, params: SubscribeRequestParams) -> EmptyResult:
-        self.legacy.setdefault(str(params.uri), weakref.WeakSet()).add(ctx.session)
+        self.legacy.setdefault(str(params.uri), {})[self._key(ctx.session)] = ctx.session
         return EmptyResult()
 
     async def _unsubscribe(self, ctx, params: UnsubscribeRequestParams) -> EmptyResult:
-        self.legacy.get(str(params.uri), weakref.WeakSet()).discard(ctx.session)
+        self.legacy.get(str(params.uri), {}).pop(self._key(ctx.session), None)
         return EmptyResult()
 
     async def updated(self, uri: str) -> None:
         await self.bus.publish(ResourceUpdated(uri=uri))
-        for session in list(self.legacy.get(uri, ())):
+        for key, session in list(self.legacy.get(uri, {}).items()):
             try:
                 await session.send_resource_updated(uri)
-            except Exception:  # a closed session: forget it
-                self.legacy[uri].discard(session)
+            except Exception:  # a closed connection: forget it
+                self.legacy[uri].pop(key, None)
 
 
 class Follower:

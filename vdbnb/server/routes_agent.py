@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ..events import AGENT, Event
 from .auth import Principal
-from .context import DEFAULT_COLLECTION, admin, ctx_of, principal, reader
+from .context import DEFAULT_COLLECTION, admin, ctx_of, reader
 from .models import MAX_EPOCH_S, AgentTokenRequest, ToolCall
 from .routes_capture import collection_row, ok
 from .routes_rtstream import rts_row
@@ -29,8 +29,9 @@ def generate_agent_token(request: Request, body: AgentTokenRequest | None = None
 
 
 @router.get("/agent/whoami")
-def whoami(request: Request, p: Principal = Depends(principal)):
-    """What the credential sent is: its kind, scope, collection, public id and expiry (never the secret)."""
+def whoami(request: Request, p: Principal = Depends(reader)):
+    """What the credential sent is (the API key or an agent token): its kind, scope, collection, public id
+    and expiry (never the secret)."""
     return ok({"kind": p.kind, "scope": p.scope or ("admin" if p.is_admin else None), "can_read": p.can_read,
                "collection_id": p.collection_id, "token_id": p.token_id, "expires_at": p.expires_at})
 

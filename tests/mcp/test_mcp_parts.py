@@ -1,0 +1,147 @@
+"""The parts of `vdbnb mcp` without the rig: a real server fed real encoded frames (the frame endpoint, its
+redaction, agent tokens, the tool-call log), and the pure helpers (times, context items, resource URIs)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import random
+import secrets
+import string
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import screen_fragments, text_image
+from tests.mcp.mcputil import dump, stdio_params
+from vdbnb.mcp.render import context_item
+from vdbnb.mcp.timeparse import parse_time
+
+
+def _key() -> str:
+    return "sk-live-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+
+
+def _screen_session(server, lines: list[str], title: str) -> tuple[str, str]:
+    """A capture session whose display shows ``lines`` (real H.264 fragments, as the recorder sends them)."""
+    h = server.headers()
+    sid = httpx.post(server.url + "/collection/default/capture/session", json={"end_user_id": "t"},
+                     headers=h).json()["data"]["session_id"]
+    tok = httpx.post(server.url + "/capture/session/token", json={}, headers=h).json()["data"]["token"]
+    httpx.post(server.url + "/capture/session/start", headers={"x-access-token": tok}, json={
+        "session_id": sid, "channels": [{"channel_id": "display:1", "type": "video", "store": True}]}).raise_for_status()
+    img = text_image(lines, size=(1280, 720))
+    for f in screen_fragments("display:1", [(img, {"window_title": title, "app": "xterm"})] * 3, time.time()):
+        httpx.post(f"{server.url}/capture/session/{sid}/fragment", content=f.pack(),
+                   headers={"x-access-token": tok}).raise_for_status()
+    rid = httpx.get(f"{server.url}/collection/default/capture/session/{sid}", headers=h).json()["data"]["rtstreams"][0]["id"]
+    return sid, rid
+
+
+def test_frame_endpoint_blacks_out_secrets(server):
+    from vdbnb.ai.ocr import ScreenReader
+    rng = random.Random()
+    shown = f"TICKET-{rng.randrange(1000, 9999)} assigned to team {rng.choice(['red', 'blue', 'green'])}"
+    key, password = _key(), f"Pw{rng.randrange(10**6, 10**7)}!x"
+    _, rid = _screen_session(server, [shown, f"api_key = {key}", f"password: {password}"], "Secrets Demo")
+    agent = httpx.post(server.url + "/agent/token", json={"name": "t"}, headers=server.headers()).json()["data"]["token"]
+    r = httpx.get(f"{server.url}/rtstream/{rid}/frame", headers={"x-access-token": agent}, timeout=120)
+    assert r.status_code == 200, r.text
+    fr = r.json()["data"]
+    assert fr["window_title"] == "Secrets Demo" and fr["display"] == "display:1"
+    assert shown in fr["ocr_text"] and key not in fr["ocr_text"] and password not in fr["ocr_text"]
+    assert set(fr["redacted"]) >= {"api_key", "password"} and fr["redacted_lines"] == 2
+    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(fr["image_b64"]))).convert("RGB"))
+    seen = "\n".join(ln.text for ln in ScreenReader().read(img))
+    assert shown in seen, seen
+    assert key[8:20] not in seen and password not in seen and "api_key" not in seen, seen
+    # a client token (the recorder's) cannot read frames; the frame of an audio stream is a clear 400
+    tok = httpx.post(server.url + "/capture/session/token", json={}, headers=server.headers()).json()["data"]["token"]
+    assert httpx.get(f"{server.url}/rtstream/{rid}/frame", headers={"x-access-token": tok}).status_code == 403
+
+
+def test_agent_token_reads_only(server):
+    u, h = server.url, server.headers()
+    agent = httpx.post(u + "/agent/token", json={"expires_in": 3600}, headers=h).json()["data"]
+    a = {"x-access-token": agent["token"]}
+    who = httpx.get(u + "/agent/whoami", headers=a).json()["data"]
+    assert who["kind"] == "agent_token" and who["scope"] == "agent" and who["token_id"] == agent["token_id"]
+    assert agent["token"] not in str(who)
+    assert httpx.get(u + "/collection/default/capture/session", headers=a).status_code == 200
+    for method, path, body in (("POST", "/collection/default/capture/session", {"end_user_id": "x"}),
+                               ("POST", "/capture/session/token", {}), ("POST", "/agent/token", {})):
+        r = httpx.request(method, u + path, json=body, headers=a)
+        assert r.status_code == 403 and r.json()["error_code"] == "AGENT_TOKEN_NOT_ALLOWED", (path, r.text)
+    # the tool-call log: an agent event, secrets in the arguments redacted before they are stored
+    key = _key()
+    r = httpx.post(u + "/collection/default/agent/tool_call", headers=a, json={
+        "tool": "search", "arguments": {"query": f"where did I paste {key}"}, "caller": {"transport": "stdio",
+                                                                                      "client": "pytest 1"}})
+    assert r.status_code == 200
+    ev = httpx.get(u + "/collection/default/events", params={"channel": "agent"}, headers=h).json()["data"]["events"]
+    assert len(ev) == 1 and ev[0]["event"] == "agent.tool_call" and ev[0]["label"] == "search"
+    assert key not in str(ev) and "[api_key]" in ev[0]["data"]["arguments"]["query"]
+    assert ev[0]["data"]["logged_by"] == {"kind": "agent_token", "token_id": agent["token_id"]}
+
+
+def test_stdio_without_a_capture_says_what_to_do(server):
+    """Against an empty server every tool answers with a clear message, and screen_now says why it has none."""
+    from mcp import Client
+
+    async def main():
+        async with Client(stdio_params(server), read_timeout_seconds=60) as c:
+            out = {k: await c.call_tool(n, a) for k, n, a in (
+                ("search", "search", {"query": "anything"}), ("recent_context", "recent_context", {}),
+                ("screen_now", "screen_now", {}), ("list_sessions", "list_sessions", {}),
+                ("session_summary", "session_summary", {"session_id": "cap-nope"}),
+                ("bad time", "search", {"query": "x", "since": "yesterday-ish"}))}
+            resources = {r.uri for r in (await c.list_resources()).resources}
+            return out, resources
+    out, resources = asyncio.run(main())
+    assert not out["search"].is_error and "nothing captured" in out["search"].content[0].text
+    assert not out["recent_context"].is_error and out["recent_context"].structured_content["items"] == []
+    assert out["screen_now"].is_error and "no display has been recorded" in out["screen_now"].content[0].text
+    assert out["session_summary"].is_error and "cap-nope" in out["session_summary"].content[0].text
+    assert not out["list_sessions"].is_error
+    assert out["bad time"].is_error and "15m" in out["bad time"].content[0].text
+    assert {"vdbnb://sessions", "vdbnb://live/transcript", "vdbnb://live/events"} <= {str(u) for u in resources}
+    assert all("Traceback" not in dump(r) for r in out.values())
+
+
+@pytest.mark.parametrize("value, expect", [("15m", 1000.0 - 900), ("2h", 1000.0 - 7200), ("30 s ago", 970.0),
+                                           ("1d", 1000.0 - 86400), ("1700000000", 1700000000.0),
+                                           ("2026-01-02T03:04:05Z", 1767323045.0), (None, None), ("now", 1000.0)])
+def test_parse_time(value, expect):
+    assert parse_time(value, now=1000.0) == expect
+
+
+def test_parse_time_says_what_it_accepts():
+    with pytest.raises(ValueError, match="15m"):
+        parse_time("last tuesday-ish")
+
+
+def test_context_items():
+    base = {"session_id": "cap-1", "rtstream_id": "rts-1", "start": 100.0, "data": {}}
+    assert context_item({**base, "channel": "transcript", "is_final": False, "text": "partial"}) is None
+    assert context_item({**base, "channel": "pipeline", "text": "behind"}) is None
+    assert context_item({**base, "channel": "agent", "text": "called search"}) is None
+    assert context_item({**base, "channel": "cell", "text": "df.head()", "data": {"private": True}}) is None
+    cell = context_item({**base, "channel": "cell", "channel_id": "kernel", "text": "df.describe()"})
+    assert cell["kind"] == "cell" and cell["source"] == "kernel" and cell["text"] == "df.describe()"
+    vis = context_item({**base, "channel": "visual_index", "text": "Mail: inbox",
+                        "data": {"window_title": "Mail", "ocr_text": "Inbox (3)"}})
+    assert vis["window_title"] == "Mail" and vis["screen_text"] == "Inbox (3)"
+
+
+def test_resource_updates_follow_event_kinds():
+    from vdbnb.events import Event
+    from vdbnb.mcp.live import LIVE_EVENTS, LIVE_TRANSCRIPT, uris_for
+    final = Event(channel="transcript", session_id="cap-1", is_final=True, text="hi")
+    assert uris_for(final) == {LIVE_TRANSCRIPT, LIVE_EVENTS, "vdbnb://sessions/cap-1/transcript",
+                               "vdbnb://sessions/cap-1/events"}
+    assert uris_for(Event(channel="transcript", session_id="cap-1", is_final=False, text="h")) == set()
+    assert uris_for(Event(channel="agent", session_id="cap-1", text="x")) == set()
+    assert uris_for(Event(channel="cell", session_id="cap-1", text="x")) == {LIVE_EVENTS, "vdbnb://sessions/cap-1/events"}

@@ -67,6 +67,15 @@ class HttpMcp:
             self.log.close()
 
 
+def ocr_has(expected: str, text: str, ratio: float = 0.9) -> bool:
+    """Whether OCR ``text`` has a line reading ``expected``, allowing OCR's one-character slips (O/0, l/1):
+    some stretch of a line, as long as ``expected``, at least ``ratio`` similar to it (difflib)."""
+    import difflib
+    n = len(expected)
+    return any(difflib.SequenceMatcher(None, expected, line[i:i + n], autojunk=False).ratio() >= ratio
+               for line in text.splitlines() for i in range(max(1, len(line) - n + 1)))
+
+
 def dump(result) -> str:
     """Everything a tool result carries, as one string (text blocks, structured content, image data)."""
     parts: list[Any] = []

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ServerProc
 from tests.mcp.conftest import CITIES, WINDOW_WORDS
-from tests.mcp.mcputil import stdio_params
+from tests.mcp.mcputil import ocr_has, stdio_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.rig, pytest.mark.timeout(600)]
 
@@ -53,10 +53,10 @@ def test_agent_starts_and_stops_a_capture(rig, tmp_path):
                 r = await c.call_tool("screen_now", {})
                 if not r.is_error:
                     seen = r.structured_content["ocr_text"]
-                    if shown in seen:
+                    if ocr_has(shown, seen):
                         break
                 await asyncio.sleep(1)
-            assert shown in seen, seen
+            assert ocr_has(shown, seen), seen
             assert r.structured_content["session_id"] == st["session_id"] and r.structured_content["live"]
             await asyncio.to_thread(win.close)
             r = await c.call_tool("stop_capture", {})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fragments import unpack
+from ..media.fragments import unpack
 from .errors import APIError
 
 _READER = None
@@ -48,7 +48,7 @@ def latest_fragment(ctx, rts: dict, at: float | None = None):
 
 
 def last_frame(frag, at: float | None = None) -> tuple[float, np.ndarray]:
-    from ..codec import iter_video_frames
+    from ..media.decode import iter_video_frames
     best = None
     for pts, rgb in iter_video_frames([frag]):
         if at is None or pts <= at or best is None:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ..config import mcp_port
+from ..config import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def _parser() -> argparse.ArgumentParser:
         "now, sessions), for Claude, Cursor, VS Code and other agents. stdio by default.")
     p.add_argument("--http", action="store_true", help="serve the streamable HTTP transport on 127.0.0.1 instead of "
                    "stdio; every request needs the API key or an agent token (Authorization: Bearer …)")
-    p.add_argument("--port", type=int, default=None, help="HTTP port (default $VDBNB_MCP_PORT or 8766)")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default $VDBNB_MCP_PORT, else 8766)")
     p.add_argument("--allow-control", action="store_true", help="let agents start and stop captures "
                    "(start_capture/stop_capture); off by default")
     p.add_argument("--url", default=None, help="a running vdbnb server (default $VDBNB_URL, else the embedded one)")
@@ -52,14 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=a.log_level.upper(), stream=sys.stderr,  # stdout is the stdio transport
                         format="vdbnb mcp %(levelname)s %(message)s")
     try:
+        settings = Settings.from_env(mcp_port=a.port)
         b = Backend.connect(a.url, data_dir=a.data_dir)
         b.whoami()  # fail now, with the reason, rather than on the first tool call
+    except SettingsError as e:
+        print(f"vdbnb mcp: {e}", file=sys.stderr)
+        return 2
     except Exception as e:
         print(f"vdbnb mcp: cannot use the vdbnb server: {e}", file=sys.stderr)
         return 2
     from .server import run_http, run_stdio
     if a.http:
-        port = mcp_port(a.port)
+        port = settings.mcp_port
         print(f"vdbnb mcp: streamable HTTP on http://127.0.0.1:{port}/mcp (Authorization: Bearer <API key or "
               f"agent token>){'; capture control allowed' if a.allow_control else ''}", file=sys.stderr)
         run_http(b, port, a.allow_control, log_level=a.log_level)

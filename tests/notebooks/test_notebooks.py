@@ -6,7 +6,7 @@ fails the test. Afterwards the embedded server the notebook started is stopped b
 ``<data_dir>/server.json``. The executed copy and the server log are saved in ``tests/notebooks/artifacts/``
 (git-ignored), with the whole data dir when the notebook failed.
 
-    RIG_DISPLAY=:95 pytest tests/notebooks          # all five, ~2-3 min each at most
+    RIG_DISPLAY=:95 pytest tests/notebooks          # every notebook, ~2-3 min each at most
 """
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ def _code_cells(nb):
 
 
 # ---------------------------------------------------------------- fast checks of the committed files
-def test_the_five_notebooks_are_listed_in_order():
+def test_the_notebooks_are_numbered_and_listed_in_order():
     names = [p.name for p in NOTEBOOKS]
-    assert [n[:2] for n in names] == ["01", "02", "03", "04", "05"], names
+    numbers = [int(n[:2]) for n in names]
+    assert numbers[:5] == [1, 2, 3, 4, 5] and numbers == sorted(set(numbers)), names
     readme = (NB_DIR / "README.md").read_text()
     positions = [readme.find(n) for n in names]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), "notebooks/README.md lists them in order"

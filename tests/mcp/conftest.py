@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProc
+from tests.mcp.mcputil import ocr_has
 
 SUBJECTS = ["the delivery truck", "our quarterly review", "the dentist appointment", "the plumber", "the tax advisor",
             "the school concert", "the server migration", "the team lunch", "the car inspection", "the piano lesson",
@@ -44,9 +45,12 @@ class Capture:
     title: str
     shown: str
     secret: str
+    private_title: str
+    private_text: str
     rng: random.Random
     client: object = None
     window: object = None
+    private: object = None
     spare: list[str] = field(default_factory=list)   # sentences kept for later tests
 
     def events(self, channel: str | None = None) -> list[dict]:
@@ -62,6 +66,18 @@ class Capture:
                 return evs
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}: {[(e['channel'], e['text']) for e in evs][-12:]}")
+
+
+def _screen_text() -> str:
+    """OCR of the real display 1, grabbed directly (not through vdbnb's recorder)."""
+    import mss
+    import numpy as np
+
+    from vdbnb.ai.ocr import ScreenReader
+    with (getattr(mss, "MSS", None) or mss.mss)() as sct:
+        shot = sct.grab(sct.monitors[1])
+    rgb = np.asarray(shot)[:, :, 2::-1]
+    return "\n".join(ln.text for ln in ScreenReader().read(np.ascontiguousarray(rgb)))
 
 
 def _activate(win) -> None:
@@ -88,9 +104,12 @@ def capture(rig, tmp_path_factory):
     title = f"{rng.choice(WINDOW_WORDS)} Console {rng.randrange(100, 999)}"
     shown = f"ORDER-{rng.randrange(1000, 9999)} shipped to {rng.choice(CITIES)}"
     secret = "sk-live-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+    # a window excluded from capture (its title matches the session's privacy rule): never recorded
+    private_title = f"Private Notes {rng.randrange(100, 999)}"
+    private_text = f"DIARY-{rng.randrange(1000, 9999)} meet {rng.choice(CITIES)} contact"
     tmp = tmp_path_factory.mktemp("mcp")
     server = ServerProc(tmp / "data").start(timeout=60)
-    cap = Capture(server, "", said[:2], [], title, shown, secret, rng, spare=said[2:])
+    cap = Capture(server, "", said[:2], [], title, shown, secret, private_title, private_text, rng, spare=said[2:])
     try:
         h = server.headers()
         d = httpx.post(server.url + "/collection/default/capture/session", json={"end_user_id": "mcp-test"},
@@ -101,7 +120,8 @@ def capture(rig, tmp_path_factory):
         ch = cap.client.list_channels()
         display, mic = ch.displays.primary, ch.mics.default
         display.store = mic.store = True
-        cap.client.start_session(cap.session_id, [display, mic], spoolDir=str(tmp / "spool"))
+        cap.client.start_session(cap.session_id, [display, mic], spoolDir=str(tmp / "spool"),
+                                 privacy={"exclude_windows": ["^Private Notes"]})
         cap.wait_events(lambda evs: any(e["event"] == "capture_session.active" for e in evs), 30, "active")
         sess = httpx.get(f"{server.url}/collection/default/capture/session/{cap.session_id}", headers=h,
                          timeout=10).json()["data"]
@@ -113,9 +133,11 @@ def capture(rig, tmp_path_factory):
             else:
                 httpx.post(f"{server.url}/rtstream/{r['id']}/transcription", headers=h, timeout=30,
                            json={"action": "start"}).raise_for_status()
+        cap.private = show_window(private_title, [private_text], display=1, x=300, y=600)
         cap.window = show_window(title, [shown, f"export STRIPE_KEY={secret}"], display=1)
         _activate(cap.window)
         time.sleep(1.0)
+        assert ocr_has(private_text, _screen_text()), "the excluded window is on the real screen (a control)"
         for s in cap.said:
             cap.t_said.append(say(s))
             time.sleep(1.5)
@@ -125,8 +147,9 @@ def capture(rig, tmp_path_factory):
                         "a visual event with the window title", channel="visual_index")
         yield cap
     finally:
-        if cap.window is not None:
-            cap.window.close()
+        for w in (cap.window, cap.private):
+            if w is not None:
+                w.close()
         if cap.client is not None:
             try:
                 cap.client.stop_session()

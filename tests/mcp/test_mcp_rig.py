@@ -96,6 +96,9 @@ async def exercise(c, cap) -> dict:
     assert ocr_has(cap.shown, seen), seen
     assert not secret_leaks(cap, seen), "the secret's line is blacked out in the image"
     assert "STRIPE_KEY" not in seen, "the whole line that held the secret is blacked out"
+    # the excluded window was on the same display: the recorder blacked it out before encoding
+    for shown_text in (sc["ocr_text"], seen):
+        assert not ocr_has(cap.private_text, shown_text, 0.6) and "Private Notes" not in shown_text, shown_text
     out["screen_now"] = r
     # sessions
     r = await c.call_tool("list_sessions", {})
@@ -120,9 +123,12 @@ async def exercise(c, cap) -> dict:
 
 
 def assert_no_secret(cap, results: dict) -> None:
+    """Neither the secret nor anything of the excluded window (text, title) is in any result."""
     for name, r in results.items():
         blob = r if isinstance(r, str) else dump(r)
         assert cap.secret not in blob and not secret_leaks(cap, blob), f"the secret leaked in {name}"
+        assert cap.private_title not in blob and cap.private_text.split()[0] not in blob, \
+            f"the excluded window leaked in {name}"
 
 
 def agent_events(cap) -> list[dict]:

@@ -145,3 +145,21 @@ def test_resource_updates_follow_event_kinds():
     assert uris_for(Event(channel="transcript", session_id="cap-1", is_final=False, text="h")) == set()
     assert uris_for(Event(channel="agent", session_id="cap-1", text="x")) == set()
     assert uris_for(Event(channel="cell", session_id="cap-1", text="x")) == {LIVE_EVENTS, "vdbnb://sessions/cap-1/events"}
+
+
+def test_readme_client_snippets_are_valid_and_launch_vdbnb_mcp():
+    """The Claude Desktop / Cursor / VS Code snippets in the README parse, and each runs `vdbnb mcp` (stdio) or
+    points at its HTTP endpoint with a Bearer credential."""
+    import json
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Agents (MCP)", 1)[1].split("\n## ", 1)[0]
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", section, re.S)]
+    assert len(blocks) == 3
+    servers = [b.get("mcpServers", b.get("servers"))["vdbnb"] for b in blocks]
+    stdio = [s for s in servers if "command" in s]
+    http = [s for s in servers if s.get("type") == "http"]
+    assert len(stdio) == 2 and all(s["command"] == "vdbnb" and s["args"] == ["mcp"] for s in stdio)
+    assert len(http) == 1 and http[0]["url"] == "http://127.0.0.1:8766/mcp"
+    assert http[0]["headers"]["Authorization"].startswith("Bearer ")

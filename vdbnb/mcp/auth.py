@@ -19,6 +19,7 @@ from .control import CONTROL_SCOPE
 
 READ_SCOPE = "vdbnb:read"
 CACHE_S = 30.0
+CACHE_MAX = 1024  # answers kept at most (a flood of made-up tokens cannot grow it without bound)
 
 
 class VdbnbTokenVerifier:
@@ -43,6 +44,8 @@ class VdbnbTokenVerifier:
             exp = who.get("expires_at")
             at = AccessToken(token=token, client_id=f"{who.get('kind')}:{who.get('token_id')}", scopes=scopes,
                              expires_at=int(exp) if exp else None)
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
         self._cache[key] = (time.time() + CACHE_S, at)
         return at
 

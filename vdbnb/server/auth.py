@@ -92,23 +92,21 @@ class Auth:
         return secret
 
     # ------------------------------------------------------------------ tokens
-    def mint_client_token(self, collection_id: str, expires_in: int, user_id: str | None = None) -> dict:
-        token = "st-" + secrets.token_urlsafe(32)
+    def _mint(self, prefix: str, scope: str, collection_id: str, expires_in: int, user_id: str | None) -> dict:
+        token = prefix + secrets.token_urlsafe(32)
         t = now()
         self.store.insert("client_tokens", {"token_hash": digest(token), "collection_id": collection_id,
-                                            "scope": CAPTURE_SCOPE, "user_id": user_id, "created_at": t,
+                                            "scope": scope, "user_id": user_id, "created_at": t,
                                             "expires_at": t + expires_in})
         return {"token": token, "expires_in": expires_in, "expires_at": int(t + expires_in)}
 
+    def mint_client_token(self, collection_id: str, expires_in: int, user_id: str | None = None) -> dict:
+        return self._mint("st-", CAPTURE_SCOPE, collection_id, expires_in, user_id)
+
     def mint_agent_token(self, collection_id: str, expires_in: int, name: str | None = None) -> dict:
         """A read-only token for an AI agent (``at-…``): sessions, events, search, frames; nothing else."""
-        token = "at-" + secrets.token_urlsafe(32)
-        t = now()
-        self.store.insert("client_tokens", {"token_hash": digest(token), "collection_id": collection_id,
-                                            "scope": AGENT_SCOPE, "user_id": name, "created_at": t,
-                                            "expires_at": t + expires_in})
-        return {"token": token, "token_id": token_id(token), "scope": AGENT_SCOPE, "expires_in": expires_in,
-                "expires_at": int(t + expires_in)}
+        d = self._mint("at-", AGENT_SCOPE, collection_id, expires_in, name)
+        return dict(d, token_id=token_id(d["token"]), scope=AGENT_SCOPE)
 
     def mint_ws_ticket(self, collection_id: str, ttl: float = 86400) -> str:
         ticket = "wst-" + secrets.token_urlsafe(24)

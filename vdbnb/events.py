@@ -21,13 +21,20 @@ ALERT = "alert"
 CAPTURE_SESSION = "capture_session"
 PIPELINE = "pipeline"  # vdbnb extension: pipeline health (falling behind, engine errors)
 AGENT = "agent"        # vdbnb extension: what an AI agent asked (`vdbnb mcp` tool calls), who and when
-CHANNELS = (TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX, SCENE_INDEX, ALERT, CAPTURE_SESSION, PIPELINE, AGENT)
+KERNEL = "kernel"      # vdbnb extension: cell executions of the notebook kernel (event type CELL)
+CHANNELS = (TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX, SCENE_INDEX, ALERT, CAPTURE_SESSION, PIPELINE, AGENT, KERNEL)
+
+# event types (Event.event) of channels that carry more than one kind of event
+CELL = "cell"          # one cell execution (websocket channel KERNEL)
 
 # rtstream categories (RTStream.channel_id)
 MIC = "mic"
 SCREEN = "screen"
 SYSTEM_AUDIO = "system_audio"
-CATEGORIES = (MIC, SCREEN, SYSTEM_AUDIO)
+# KERNEL (above) is a category too: the kernel stream records cells, not media
+CATEGORIES = (MIC, SCREEN, SYSTEM_AUDIO, KERNEL)
+MEDIA_CATEGORIES = (MIC, SCREEN, SYSTEM_AUDIO)
+AUDIO_CATEGORIES = (MIC, SYSTEM_AUDIO)
 
 COLUMNS = [
     "id", "channel", "event", "session_id", "collection_id", "rtstream_id", "rtstream_name", "channel_id",
@@ -37,8 +44,11 @@ COLUMNS = [
 
 
 def category_of(source_channel_id: str, kind: str | None = None) -> str:
-    """Map a recorder channel id (``mic:default``, ``display:2``, ``system_audio:x``) to its category."""
+    """Map a recorder channel id (``mic:default``, ``display:2``, ``system_audio:x``, ``kernel:current``) to its
+    category."""
     cid = source_channel_id.lower()
+    if cid.startswith("kernel") or kind == KERNEL:
+        return KERNEL
     if cid.startswith(("display", "screen")):
         return SCREEN
     if cid.startswith("system_audio") or cid.startswith("system-audio"):
@@ -50,6 +60,14 @@ def category_of(source_channel_id: str, kind: str | None = None) -> str:
     return MIC
 
 
+def kind_of(channel: str | None, event: str | None = None) -> str | None:
+    """What a row is: the event type for channels that carry types (a kernel ``cell``), else its channel
+    (``transcript``, ``visual_index``, ``alert``, ...). The ``kind`` column of the DataFrames."""
+    if channel == KERNEL:
+        return event or CELL
+    return channel
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
@@ -57,13 +75,14 @@ def new_id(prefix: str) -> str:
 @dataclass
 class Event:
     channel: str                      # transcript | audio_index | visual_index | alert | capture_session | pipeline
+    #                                   | kernel
     session_id: str | None = None
     collection_id: str | None = None
     rtstream_id: str | None = None
     rtstream_name: str | None = None
-    channel_id: str | None = None     # mic | screen | system_audio
+    channel_id: str | None = None     # mic | screen | system_audio | kernel
     index_id: str | None = None
-    event: str | None = None          # e.g. capture_session.active
+    event: str | None = None          # e.g. capture_session.active, cell
     text: str | None = None
     is_final: bool | None = None
     start: float | None = None        # epoch seconds (media time)
@@ -129,6 +148,7 @@ class Event:
         })
         msg = {
             "channel": self.channel,
+            **({"event": self.event} if self.event else {}),
             "rtstream_id": self.rtstream_id,
             "rtstream_name": self.rtstream_name,
             "channel_id": self.channel_id,
@@ -149,7 +169,8 @@ class Event:
                        emitted_at=_s(msg.get("emitted_at")), id=msg.get("event_id") or new_id("ev"))
         data = dict(msg.get("data") or {})
         ev = cls(
-            channel=channel, session_id=msg.get("capture_session_id"), rtstream_id=msg.get("rtstream_id"),
+            channel=channel, event=msg.get("event"), session_id=msg.get("capture_session_id"),
+            rtstream_id=msg.get("rtstream_id"),
             rtstream_name=msg.get("rtstream_name"), index_id=msg.get("index_id"),
             channel_id=msg.get("channel_id") or _category_from_name(msg.get("rtstream_name")),
             text=data.pop("text", None), is_final=data.pop("is_final", None),
@@ -171,7 +192,7 @@ def _category_from_name(name: str | None) -> str | None:
         return None
     low = name.lower()
     for key, cat in (("system_audio", SYSTEM_AUDIO), ("system audio", SYSTEM_AUDIO), ("mic", MIC),
-                     ("display", SCREEN), ("screen", SCREEN)):
+                     ("display", SCREEN), ("screen", SCREEN), ("kernel", KERNEL)):
         if key in low:
             return cat
     return None

@@ -5,7 +5,12 @@ Added columns:
 - ``ts``: UTC :class:`pandas.Timestamp` of the media the event is about (``start``, else ``captured_at``,
   else ``emitted_at``);
 - ``t``: seconds from the session start (``session_start`` if given, else the earliest ``ts``);
-- ``latency``: ``emitted_at - captured_at`` in seconds (how long capture → result took).
+- ``latency``: ``emitted_at - captured_at`` in seconds (how long capture → result took);
+- ``kind``: what the row is (``transcript``, ``visual_index``, ``alert``, ``cell``, ...; see
+  :func:`vdbnb.events.kind_of`).
+
+:func:`cells_frame` spreads the kernel's ``cell`` rows into columns (status, exception, outputs);
+:func:`context_frame` keeps what happened around a moment (what :meth:`CaptureSession.context` returns).
 
 ``df.attrs["session_start"]`` holds the epoch second used for ``t``.
 """
@@ -17,9 +22,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from vdbnb.events import COLUMNS, TRANSCRIPT, Event
+from vdbnb.events import CAPTURE_SESSION, CELL, COLUMNS, PIPELINE, TRANSCRIPT, Event, kind_of
 
-EXTRA = ["ts", "t", "latency"]
+EXTRA = ["ts", "t", "latency", "kind"]
 FRAME_COLUMNS = COLUMNS + EXTRA
 _FLOATS = ["start", "end", "confidence", "captured_at", "processed_at", "emitted_at"]
 
@@ -44,6 +49,7 @@ def _frame(rows: list[dict], session_start: float | None) -> pd.DataFrame:
     df["t"] = (when - session_start) if session_start is not None else np.nan
     df["t"] = df["t"].astype("float64")
     df["latency"] = (df["emitted_at"] - df["captured_at"]).astype("float64")
+    df["kind"] = [kind_of(c, e) for c, e in zip(df["channel"], df["event"])]
     df.attrs["session_start"] = session_start
     return df
 
@@ -61,6 +67,52 @@ def transcript_frame(df: pd.DataFrame, final_only: bool = True) -> pd.DataFrame:
     cols = ["ts", "t", "channel_id", "text", "start", "end", "latency", "engine", "is_final", "session_id",
             "rtstream_id", "id"]
     return out.sort_values("ts", kind="stable")[cols].reset_index(drop=True)
+
+
+CELL_COLUMNS = ["ts", "t", "end", "duration", "execution_count", "status", "ename", "evalue", "source", "outputs",
+                "traceback", "private", "notebook_path", "cell_id", "session_id", "rtstream_id", "start", "id"]
+
+
+def cells_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The kernel's cell executions of an events frame, one row per cell in run order, with their data as columns:
+    ``execution_count, status (ok/error), ename, evalue, source, outputs`` (text of the outputs, joined),
+    ``traceback, private, duration, notebook_path``."""
+    cells = df[df["kind"] == CELL].sort_values("start", kind="stable")
+    rows = []
+    for _, r in cells.iterrows():
+        d = r["data"] if isinstance(r["data"], dict) else {}
+        private = bool(d.get("private"))
+        rows.append({
+            "ts": r["ts"], "t": r["t"], "end": r["end"], "duration": d.get("duration"),
+            "execution_count": d.get("execution_count"), "status": "private" if private else d.get("status"),
+            "ename": d.get("ename"), "evalue": d.get("evalue"), "source": None if private else r["text"],
+            "outputs": "\n".join(o.get("text") or "" for o in d.get("outputs") or [] if o.get("text")) or None,
+            "traceback": d.get("traceback"), "private": private, "notebook_path": d.get("notebook_path"),
+            "cell_id": d.get("cell_id"), "session_id": r["session_id"], "rtstream_id": r["rtstream_id"],
+            "start": r["start"], "id": r["id"]})
+    out = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    out["execution_count"] = out["execution_count"].astype("Int64")
+    out.attrs["session_start"] = df.attrs.get("session_start")
+    return out.reset_index(drop=True)
+
+
+def context_frame(df: pd.DataFrame, t0: float, t1: float, pad: float = 5.0) -> pd.DataFrame:
+    """What happened around ``[t0, t1]`` (epoch seconds): every result whose media span meets
+    ``[t0 - pad, t1 + pad]`` — final transcripts, audio/visual index results, alerts, cells — in time order,
+    with ``when`` = ``before`` / ``during`` / ``after`` (relative to ``[t0, t1]``) and ``overlap_s``, the seconds
+    it shares with ``[t0, t1]``. Session lifecycle and pipeline notices are left out."""
+    start = df["start"].fillna(df["captured_at"])
+    end = df["end"].fillna(start)
+    keep = (end >= t0 - pad) & (start <= t1 + pad) & ~df["channel"].isin([CAPTURE_SESSION, PIPELINE])
+    keep &= ~((df["channel"] == TRANSCRIPT) & ~df["is_final"].fillna(False).astype(bool))
+    out = df[keep].copy()
+    s, e = start[keep], end[keep]
+    out["when"] = np.where(e < t0, "before", np.where(s > t1, "after", "during"))
+    out["overlap_s"] = (np.minimum(e, t1) - np.maximum(s, t0)).clip(lower=0).astype("float64")
+    out = out.sort_values(["ts", "kind"], kind="stable").reset_index(drop=True)
+    out.attrs.update(df.attrs)
+    out.attrs.update({"t0": t0, "t1": t1, "pad": pad})
+    return out
 
 
 class LiveFrame:

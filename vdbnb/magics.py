@@ -4,6 +4,8 @@
 - ``%vdbnb search QUERY``    — search what was said or shown; returns a DataFrame
 - ``%vdbnb panel``           — show a :class:`~vdbnb.widgets.CapturePanel`
 - ``%vdbnb help``
+- ``%%vdbnb_private``        — (first line of a cell) the kernel channel stores only "a private cell ran"
+- ``%vdbnb_private on|off``  — every following cell is private (``off`` ends it); no argument: the state
 
 Also registers HTML reprs for vdbnb objects that lack one (events, capture sessions). Loading twice is harmless.
 """
@@ -19,7 +21,9 @@ _FORMATTED = [("vdbnb.events", "Event"), ("vdbnb.api.session", "CaptureSession")
 HELP = """%vdbnb status          server, capture sessions
 %vdbnb search QUERY    search transcripts and indexes (DataFrame; the raw result is in _vdbnb_search)
 %vdbnb panel           live capture panel
-%vdbnb connect [URL]   (re)connect; no URL = the embedded server"""
+%vdbnb connect [URL]   (re)connect; no URL = the embedded server
+%%vdbnb_private        (a cell's first line) the kernel channel keeps only "a private cell ran"
+%vdbnb_private on|off  every following cell private / back to normal (a `vdbnb-private` cell tag works too)"""
 
 
 def _connection(url: str | None = None, fresh: bool = False):
@@ -76,11 +80,25 @@ def _status_html(conn: Any) -> str:
 
 
 def _make_magics():
-    from IPython.core.magic import Magics, line_magic, magics_class
+    from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
     from IPython.display import HTML, display
 
     @magics_class
     class VdbnbMagics(Magics):
+        @line_cell_magic
+        def vdbnb_private(self, line: str = "", cell: str | None = None):
+            from vdbnb.capture import kernel
+            if cell is not None:   # only reached without the input transformer (load_ext installs it)
+                return self.shell.run_cell(cell, store_history=False)
+            arg = line.strip().lower()
+            if arg in ("on", "off"):
+                kernel.set_private(arg == "on")
+            elif arg:
+                print("usage: %vdbnb_private on|off   (or %%vdbnb_private as a cell's first line)")
+                return None
+            print(f"vdbnb: every cell private: {'on' if kernel.session_private() else 'off'}")
+            return None
+
         @line_magic
         def vdbnb(self, line: str = ""):
             args = shlex.split(line)
@@ -124,7 +142,9 @@ def _make_magics():
 
 
 def load_ipython_extension(ip: Any) -> None:
+    from vdbnb.capture.kernel import install_private_magic
     ip.register_magics(_make_magics())
+    install_private_magic(ip)
     fmt = ip.display_formatter.formatters["text/html"]
     renderers = {"Event": event_html, "CaptureSession": session_html}
     for module, name in _FORMATTED:

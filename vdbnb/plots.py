@@ -8,9 +8,10 @@ import pandas as pd
 
 from vdbnb import events as E
 
-LANE_ORDER = [E.MIC, E.SYSTEM_AUDIO, E.SCREEN]
+LANE_ORDER = [E.MIC, E.SYSTEM_AUDIO, E.SCREEN, E.KERNEL]
 COLORS = {E.TRANSCRIPT: "#2563eb", E.AUDIO_INDEX: "#7c3aed", E.VISUAL_INDEX: "#059669",
-          E.SCENE_INDEX: "#059669", E.ALERT: "#dc2626", "level": "#9ca3af"}
+          E.SCENE_INDEX: "#059669", E.ALERT: "#dc2626", "level": "#9ca3af",
+          "cell": "#4b5563", "failed cell": "#dc2626", "private cell": "#d1d5db"}
 
 
 def _lane_of(row: Any) -> str:
@@ -40,8 +41,9 @@ def timeline(events_df: pd.DataFrame, levels: Any = None, ax: Any = None, title:
     """Draw a session timeline and return the Axes.
 
     Lanes (one per channel present): ``mic`` / ``system_audio`` with speech segments (final transcript spans)
-    and audio-index spans, ``screen`` with screen changes (visual/scene index spans and markers), ``alerts``
-    with labelled markers. ``levels`` (optional; DataFrame ``channel_id, ts|t, rms``) draws each audio lane's
+    and audio-index spans, ``screen`` with screen changes (visual/scene index spans and markers), ``kernel``
+    with each cell's run (failed cells red, marked ✕ and labelled with the exception; private cells pale),
+    ``alerts`` with labelled markers. ``levels`` (optional; DataFrame ``channel_id, ts|t, rms``) draws each audio lane's
     level as a grey envelope behind its segments.
     """
     import matplotlib.pyplot as plt
@@ -98,6 +100,16 @@ def timeline(events_df: pd.DataFrame, levels: Any = None, ax: Any = None, title:
             else:
                 h = ax.plot([s], [yy], marker="|", ms=18, mew=2, color=COLORS[ch], ls="")[0]
             handles.setdefault("screen change" if lane == E.SCREEN else "audio index", h)
+        elif ch == E.KERNEL:
+            d = r["data"] if isinstance(r["data"], dict) else {}
+            what = "private cell" if d.get("private") else "failed cell" if d.get("status") == "error" else "cell"
+            dur = max((e - s) if e is not None else 0.0, 0.15)
+            h = ax.broken_barh([(s, dur)], (yy - 0.25, 0.5), color=COLORS[what], alpha=0.9)
+            handles.setdefault(what, h)
+            if what == "failed cell":
+                ax.plot([s + dur / 2], [yy], marker="X", ms=11, color="#7f1d1d", ls="", zorder=5)
+                ax.annotate(str(d.get("ename") or "error"), (s + dur / 2, yy), xytext=(0, 10),
+                            textcoords="offset points", ha="center", fontsize=8, color=COLORS[what])
         elif ch == E.ALERT:
             h = ax.plot([s], [yy], marker="v", ms=10, color=COLORS[ch], ls="")[0]
             handles.setdefault("alert", h)

@@ -1,6 +1,6 @@
 // vdbnb CapturePanel front end (anywidget ESM).
 // Synced traits (Python -> here): channels, selected, paused, state, session_id, counts, transcript,
-// alerts, errors, stale, status. High-rate data arrives as custom messages:
+// alerts, cells, errors, stale, status. High-rate data arrives as custom messages:
 //   {type: "thumb", channel_id, ts, width, height} + buffers[0] = JPEG bytes (binary, never base64)
 //   {type: "levels", levels: {channel_id: {rms, peak, ts}}}
 // User actions go back as {type: "action", action, channels?, channel_id?}.
@@ -51,6 +51,8 @@ function render({ model, el }) {
   // ---- channels -----------------------------------------------------------------------------
   const displays = h("div", "vdbnb-displays");
   const audios = h("div", "vdbnb-audios");
+  const kernels = h("div", "vdbnb-kernels"); // the notebook kernel as a channel (cells), opt-in
+  const kernelHead = h("div", "vdbnb-section", "Notebook");
   const chanViews = new Map(); // channel_id -> {card, img, meter, ...}
 
   // ---- controls -----------------------------------------------------------------------------
@@ -77,7 +79,7 @@ function render({ model, el }) {
   lower.append(tBox, side);
 
   root.append(header, staleBox, errBox, h("div", "vdbnb-section", "Screens"), displays,
-    h("div", "vdbnb-section", "Audio"), audios, controls, lower);
+    h("div", "vdbnb-section", "Audio"), audios, kernelHead, kernels, controls, lower);
 
   // ---- renderers ----------------------------------------------------------------------------
   function recording() {
@@ -95,8 +97,9 @@ function render({ model, el }) {
       seen.add(id);
       let v = chanViews.get(id);
       const isVideo = ch.type === "video";
+      const isKernel = ch.type === "kernel";
       if (!v) {
-        v = { card: h("div", "vdbnb-card " + (isVideo ? "vdbnb-video" : "vdbnb-audio")) };
+        v = { card: h("div", "vdbnb-card " + (isVideo ? "vdbnb-video" : isKernel ? "vdbnb-kernel" : "vdbnb-audio")) };
         v.card.dataset.channelId = id;
         const top = h("label", "vdbnb-cardtop");
         v.check = h("input");
@@ -127,6 +130,10 @@ function render({ model, el }) {
           v.meta = h("div", "vdbnb-meta");
           v.card.append(v.frame, v.meta);
           v.url = null;
+        } else if (isKernel) {
+          v.cells = h("div", "vdbnb-cells");
+          v.meta = h("div", "vdbnb-meta", "records each cell you run while recording (off unless ticked)");
+          v.card.append(v.cells, v.meta);
         } else {
           v.meter = h("div", "vdbnb-meter");
           v.bar = h("div", "vdbnb-bar");
@@ -135,18 +142,18 @@ function render({ model, el }) {
           v.db = h("div", "vdbnb-meta", "– dB");
           v.card.append(v.meter, v.db);
         }
-        (isVideo ? displays : audios).appendChild(v.card);
+        (isVideo ? displays : isKernel ? kernels : audios).appendChild(v.card);
         chanViews.set(id, v);
       }
       v.name.textContent = ch.name || id;
       v.name.title = `${ch.name || id} (${id})`;
-      v.kind.textContent = ch.category || (isVideo ? "screen" : "audio");
+      v.kind.textContent = ch.category || (isVideo ? "screen" : isKernel ? "kernel" : "audio");
       v.check.checked = selected.has(id);
       v.check.disabled = recording();
       v.card.classList.toggle("vdbnb-off", !selected.has(id));
       v.card.classList.toggle("vdbnb-paused", paused.has(id));
       v.pause.textContent = paused.has(id) ? "▶" : "❚❚";
-      v.pause.style.display = recording() && selected.has(id) ? "" : "none";
+      v.pause.style.display = !isKernel && recording() && selected.has(id) ? "" : "none";
     }
     for (const [id, v] of chanViews) {
       if (!seen.has(id)) {
@@ -157,6 +164,28 @@ function render({ model, el }) {
     }
     const n = (model.get("selected") || []).length;
     selInfo.textContent = `${n} of ${chans.length} channels selected`;
+    kernelHead.style.display = kernels.childElementCount ? "" : "none";
+    renderCells();
+  }
+
+  function renderCells() {
+    const cells = model.get("cells") || [];
+    const n = (model.get("counts") || {}).cells || 0;
+    for (const v of chanViews.values()) {
+      if (!v.cells) continue;
+      v.card.dataset.cells = String(n);
+      v.cells.replaceChildren();
+      for (const c of cells) {
+        const row = h("div", "vdbnb-cell vdbnb-cell-" + (c.status || "ok"));
+        const mark = c.status === "error" ? "✗" : c.status === "private" ? "🔒" : "✓";
+        row.append(h("span", "vdbnb-cellmark", mark),
+          h("span", "vdbnb-cellnum", c.n !== null && c.n !== undefined ? `[${c.n}]` : "[ ]"),
+          h("span", "vdbnb-celltext", c.status === "private" ? "a private cell ran"
+            : c.status === "error" ? `${c.ename || "error"} · ${c.line || ""}` : c.line || ""));
+        v.cells.append(row);
+      }
+      if (n) v.meta.textContent = `${n} cell${n === 1 ? "" : "s"} recorded`;
+    }
   }
 
   function renderState() {
@@ -343,7 +372,8 @@ function render({ model, el }) {
     ["change:channels", renderChannels], ["change:selected", renderState], ["change:paused", renderChannels],
     ["change:state", () => { renderState(); renderTranscript(); }], ["change:session_id", renderState],
     ["change:status", renderState], ["change:stale", renderStale], ["change:errors", renderErrors],
-    ["change:transcript", renderTranscript], ["change:counts", renderCounts], ["change:alerts", renderCounts],
+    ["change:transcript", renderTranscript], ["change:counts", () => { renderCounts(); renderCells(); }],
+    ["change:alerts", renderCounts], ["change:cells", renderCells],
     ["msg:custom", onCustom],
   ];
   for (const [ev, fn] of handlers) model.on(ev, fn);

@@ -24,8 +24,9 @@ def make_events():
 
 def test_events_frame_schema_and_derived_columns():
     df = events_frame(make_events(), session_start=T0)
-    assert list(df.columns) == FRAME_COLUMNS == COLUMNS + ["ts", "t", "latency"]
+    assert list(df.columns) == FRAME_COLUMNS == COLUMNS + ["ts", "t", "latency", "kind"]
     assert len(df) == 5
+    assert df["kind"].tolist() == ["capture_session", "transcript", "transcript", "visual_index", "alert"]
     assert str(df["ts"].dt.tz) == "UTC"
     assert df.loc[2, "ts"] == pd.Timestamp(T0 + 1.0, unit="s", tz="UTC")
     assert df["t"].round(3).tolist() == [0.2, 1.0, 1.0, 3.0, 4.0]

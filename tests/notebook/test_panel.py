@@ -35,7 +35,7 @@ def test_traits_after_init(panel):
     assert ids[:2] == ["display:1", "display:2"] and "mic:default" in ids and "system_audio:default" in ids
     assert p.selected == ids and p.state == "previewing"
     assert p._esm.startswith("var") or "render" in p._esm
-    assert p.counts == {"transcript": 0, "index": 0, "alerts": 0, "events": 0}
+    assert p.counts == {"transcript": 0, "index": 0, "alerts": 0, "cells": 0, "events": 0}
 
 
 def test_thumbnails_are_binary_buffers_and_throttled(panel):
@@ -150,7 +150,7 @@ def test_events_become_transcript_counts_and_dataframes(rig, recording_comm):
     p = CapturePanel(source=LocalPreviewSource(), events=IterableEventSource(evs), preview=False)
     try:
         assert wait_for(lambda: p.counts.get("events") == 6, timeout=3)
-        assert p.counts == {"transcript": 1, "index": 2, "alerts": 1, "events": 6}
+        assert p.counts == {"transcript": 1, "index": 2, "alerts": 1, "cells": 0, "events": 6}
         assert [(x["text"], x["is_final"]) for x in p.transcript] == [("hello world", True), ("and more", False)]
         assert p.alerts[0]["label"] == "terminal_open"
         df = p.events

@@ -11,6 +11,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 
+# kinds of finding that are removed from what is stored (the others, e-mail addresses, are flagged only)
+REDACT_LABELS = frozenset({"api_key", "password", "credit_card", "private_key", "token"})
+
+
 @dataclass
 class Finding:
     label: str  # api_key | private_key | password | credit_card | email
@@ -63,7 +67,8 @@ _CARD_RE = re.compile(r"(?<![\d.])(?:\d[ \-]?){12,18}\d(?![\d.])")
 
 _PLACEHOLDERS = {"password", "passwd", "xxxx", "xxxxxxxx", "********", "changeme", "<password>", "none", "null",
                  "redacted", "hidden", "example", "required", "optional", "incorrect", "wrong", "reset", "forgot",
-                 "field", "please", "must", "should", "will", "expired", "updated", "changed", "here"}
+                 "field", "please", "must", "should", "will", "expired", "updated", "changed", "here",
+                 "[redacted]"}  # what redaction leaves behind is not a secret
 
 
 def _entropy(s: str) -> float:

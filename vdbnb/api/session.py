@@ -1,4 +1,4 @@
-"""CaptureSession (names as the official SDK's, plus refresh(), events_df(), plot())."""
+"""CaptureSession (names as the official SDK's, plus refresh(), events_df(), context(), plot())."""
 from __future__ import annotations
 
 import time
@@ -8,7 +8,9 @@ from .rtstream import RTStream
 
 ALIASES = {"mic": "mic", "mics": "mic", "microphone": "mic", "screen": "screen", "screens": "screen",
            "display": "screen", "displays": "screen", "system_audio": "system_audio",
-           "system-audio": "system_audio", "systemaudio": "system_audio"}
+           "system-audio": "system_audio", "systemaudio": "system_audio", "kernel": "kernel", "kernels": "kernel",
+           "cells": "kernel", "notebook": "kernel"}
+EPOCH_MIN = 1e9   # a time below this is seconds from the session start, not an epoch second
 
 
 class Channel:
@@ -118,6 +120,75 @@ class CaptureSession:
         from ..frames import events_frame
         return events_frame(self.events(channel), session_start=self.started_at or self.created_at)
 
+    def context(self, t0: Any = None, t1: Any = None, pad: float = 5.0, clip: bool = True):
+        """What was said and shown around a moment, as a DataFrame (see :func:`vdbnb.frames.context_frame`).
+
+        ``t0``/``t1``: epoch seconds, seconds from the session start (below 1e9), or pandas Timestamps; or pass
+        one row of :meth:`events_df` (a cell, a transcript line, ...), an :class:`~vdbnb.events.Event` or an event
+        id as ``t0`` to take its start and end. ``pad`` widens the window on both sides. With ``clip``,
+        ``df.attrs["clip_url"]`` (and the ``clip_url`` column) is a playable MP4 of the window — the session's
+        primary display with its audio — and ``df.attrs["player_url"]`` a page that plays it."""
+        from ..frames import context_frame
+        df = self.events_df()
+        t0, t1 = self._span(t0, t1, df)
+        out = context_frame(df, t0, t1, pad)
+        url = player = None
+        if clip:
+            url, player = self._clip(t0 - pad, t1 + pad)
+        out["clip_url"] = url
+        out.attrs.update({"clip_url": url, "player_url": player, "session_id": self.id})
+        return out
+
+    def _span(self, t0: Any, t1: Any, df) -> tuple[float, float]:
+        import pandas as pd
+
+        from ..events import Event
+        if isinstance(t0, str):   # an event id
+            hit = df[df["id"] == t0]
+            if hit.empty:
+                raise ValueError(f"no event {t0!r} in capture session {self.id}")
+            t0 = hit.iloc[0]
+        if isinstance(t0, (pd.Series, dict, Event)):   # a row: its own span
+            row = t0.row() if isinstance(t0, Event) else t0
+            start = _num(row.get("start"))
+            start = start if start is not None else _num(row.get("captured_at"))
+            end = _num(row.get("end"))
+            t0, t1 = start, t1 if t1 is not None else (end if end is not None else start)
+        if t0 is None:
+            raise ValueError("context() needs a time (t0, t1) or a row of events_df()")
+        s0 = self.started_at or self.created_at or 0.0
+
+        def epoch(v: Any) -> float:
+            if isinstance(v, pd.Timestamp):
+                return v.timestamp()
+            v = float(v)
+            return v + s0 if v < EPOCH_MIN else v
+        a = epoch(t0)
+        b = epoch(t1) if t1 is not None else a
+        if b < a:
+            raise ValueError(f"context(): t1 ({b}) is before t0 ({a})")
+        return a, b
+
+    def _clip(self, start: float, end: float) -> tuple[str | None, str | None]:
+        """A clip of [start, end] from the primary display (with the session's audio), else from the audio."""
+        streams = [r for r in self.rtstreams if r.channel_id == "screen"]
+        streams.sort(key=lambda r: not r.is_primary)
+        streams += [r for r in self.rtstreams if r.channel_id in ("mic", "system_audio")]
+        if not streams:
+            return None, None
+        rts = streams[0]
+        player = rts.generate_stream(max(0.0, start), end + 1)
+        return rts.stream_url, player
+
     def plot(self, ax=None):
         from ..plots import timeline
         return timeline(self.events_df(), ax=ax)
+
+
+def _num(v: Any) -> float | None:
+    """A float, or None for None/NaN/NaT."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f

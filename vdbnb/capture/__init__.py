@@ -1,7 +1,7 @@
 """Kernel side of capture: :class:`CaptureClient` (async, as ``videodb.capture``) and
 :class:`SyncCaptureClient` (blocking facade for notebooks)."""
 from vdbnb.capture.client import (AudioChannel, CaptureClient, CaptureEvent, Channel, ChannelList, Channels,
-                                  SyncCaptureClient, VideoChannel)
+                                  KernelChannel, SyncCaptureClient, VideoChannel)
 
 __all__ = ["CaptureClient", "SyncCaptureClient", "CaptureEvent", "Channel", "AudioChannel", "VideoChannel",
-           "ChannelList", "Channels"]
+           "KernelChannel", "ChannelList", "Channels"]

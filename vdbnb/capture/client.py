@@ -90,6 +90,22 @@ class VideoChannel(Channel):
         super().__init__(id, name, "video", client, **kw)
 
 
+class KernelChannel(Channel):
+    """The notebook kernel as a channel: the cells it runs while the capture runs (vdbnb extension). Recorded in
+    this process (``vdbnb/capture/kernel.py``), not by the recorder. ``private = True`` keeps every cell of the
+    capture private (only "a private cell ran" is stored)."""
+
+    def __init__(self, id: str = "kernel:current", name: str = "Notebook kernel (cells)", client=None, **kw):
+        super().__init__(id, name, "kernel", client, **kw)
+        self.private = False
+
+    async def pause(self) -> None:
+        raise NotImplementedError("the kernel channel cannot be paused; mark cells private instead "
+                                  "(%%vdbnb_private, or %vdbnb_private on)")
+
+    resume = pause
+
+
 class ChannelList(list):
     @property
     def default(self) -> Optional[Channel]:
@@ -110,21 +126,23 @@ class ChannelList(list):
 
 
 class Channels:
-    def __init__(self, mics=None, displays=None, system_audio=None, cameras=None):
+    def __init__(self, mics=None, displays=None, system_audio=None, cameras=None, kernels=None):
         self.mics = ChannelList(mics or [])
         self.displays = ChannelList(displays or [])
         self.system_audio = ChannelList(system_audio or [])
         self.cameras = ChannelList(cameras or [])
+        self.kernels = ChannelList(kernels or [])   # the notebook kernel, when listed from inside one
 
     def __repr__(self):
         return (f"Channels(mics={len(self.mics)}, displays={len(self.displays)}, "
-                f"system_audio={len(self.system_audio)}, cameras={len(self.cameras)})")
+                f"system_audio={len(self.system_audio)}, cameras={len(self.cameras)}, kernels={len(self.kernels)})")
 
     def all(self) -> List[Channel]:
+        """The media channels (the kernel channel is opt-in: ``channels.kernels.default``)."""
         return list(self.mics) + list(self.displays) + list(self.system_audio)
 
     def get(self, channel_id: str) -> Optional[Channel]:
-        return next((c for c in self.all() + list(self.cameras) if c.id == channel_id), None)
+        return next((c for c in self.all() + list(self.cameras) + list(self.kernels) if c.id == channel_id), None)
 
 
 def default_base_url() -> str:
@@ -151,6 +169,7 @@ class CaptureClient:
         self._listeners: list[Callable[[CaptureEvent], None]] = []
         self._tasks: list[asyncio.Task] = []
         self.stderr_tail: list[str] = []
+        self.kernel_recorder = None   # records this kernel's cells when a KernelChannel is started
 
     def __repr__(self):
         return f"CaptureClient(base_url={self.base_url})"
@@ -277,7 +296,9 @@ class CaptureClient:
             elif ch.get("type") == "video":
                 displays.append(VideoChannel(cid, name, self, **kw))
         self._problems = r.get("problems") or []
-        return Channels(mics, displays, sysa, cams)
+        from vdbnb.capture.kernel import current_shell
+        kernels = [KernelChannel(client=self, is_default=True)] if current_shell() is not None else []
+        return Channels(mics, displays, sysa, cams, kernels)
 
     async def start_session(self, capture_session_id: str, channels: List[Channel],
                             primary_video_channel_id: Optional[str] = None, **options) -> dict:
@@ -295,19 +316,38 @@ class CaptureClient:
                     break
         chans = [c.to_dict() if hasattr(c, "to_dict") else ({"channel_id": c} if isinstance(c, str) else c)
                  for c in channels]
+        kernel = next((c for c in channels if isinstance(c, KernelChannel)
+                       or (isinstance(c, dict) and c.get("type") == "kernel")
+                       or (isinstance(c, str) and c.startswith("kernel:"))), None)
+        rec = None
+        if kernel is not None:
+            from vdbnb.capture.kernel import KernelRecorder
+            cid = getattr(kernel, "id", None) or (kernel.get("channel_id") if isinstance(kernel, dict) else kernel)
+            for d in chans:
+                if d.get("channel_id") == cid:
+                    d["type"] = "kernel"
+            rec = KernelRecorder(self.base_url, self.client_token, capture_session_id, channel_id=cid,
+                                 private=bool(getattr(kernel, "private", False)))  # no IPython here: fails now
         params = {"sessionId": capture_session_id, "uploadToken": self.client_token, "channels": chans, **options}
         res = await self._send_command("startRecording", params)
         self._session_id = capture_session_id
         self._recording = True
+        if rec is not None:
+            self.kernel_recorder = rec.start()   # after R1: the server knows the channel
         return res
 
     async def stop_session(self, drain_timeout: float = 15.0) -> dict:
         if not self._session_id:
             raise RuntimeError("No active capture session to stop.")
+        kernel = None
+        if self.kernel_recorder is not None:   # its last cells reach the server before the stop (R3)
+            kernel = await asyncio.to_thread(self.kernel_recorder.stop, drain_timeout)
         res = await self._send_command("stopRecording", {"sessionId": self._session_id,
                                                          "drainTimeout": drain_timeout},
                                        timeout=drain_timeout + 30)
         self._recording = False
+        if kernel is not None and isinstance(res, dict):
+            res["kernel"] = kernel
         return res
 
     async def pause_tracks(self, tracks: list[str]) -> dict:
@@ -342,6 +382,10 @@ class CaptureClient:
                     break
 
     async def shutdown(self, timeout: float = 20.0):
+        if self.kernel_recorder is not None:
+            rec, self.kernel_recorder = self.kernel_recorder, None
+            await asyncio.to_thread(rec.stop, 5.0)   # a last try for cells still unacknowledged
+            await asyncio.to_thread(rec.close)
         if self._proc is None:
             return
         try:

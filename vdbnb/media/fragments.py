@@ -8,6 +8,7 @@ from typing import Any
 
 MAX_HEADER = 256 * 1024
 MAX_FRAGMENT = 16 * 1024 * 1024
+KINDS = ("audio", "video", "cell")   # cell: one kernel cell execution, a JSON payload (vdbnb/server/kernel.py)
 
 
 class FragmentError(ValueError):
@@ -23,8 +24,8 @@ class FragmentError(ValueError):
 class Fragment:
     channel_id: str
     seq: int
-    kind: str                 # audio | video
-    codec: str                # opus | h264
+    kind: str                 # audio | video | cell (a kernel cell execution)
+    codec: str                # opus | h264 | json
     t0: float
     t1: float
     packets: list[dict[str, Any]]
@@ -76,8 +77,8 @@ def unpack(buf: bytes) -> Fragment:
         raise FragmentError("BAD_HEADER", f"fragment header field missing or of the wrong type: {e}") from None
     if frag.seq < 0:
         raise FragmentError("BAD_HEADER", "seq must be >= 0")
-    if frag.kind not in ("audio", "video"):
-        raise FragmentError("BAD_HEADER", f"kind must be audio or video, not {frag.kind!r}")
+    if frag.kind not in KINDS:
+        raise FragmentError("BAD_HEADER", f"kind must be one of {', '.join(KINDS)}, not {frag.kind!r}")
     if not (frag.t1 >= frag.t0 > 0):
         raise FragmentError("BAD_TIMES", "t0/t1 must be epoch seconds with t1 >= t0")
     try:

@@ -403,8 +403,11 @@ class Recorder:
                 raise CommandError("BAD_PARAMS", "startRecording needs at least one channel")
             req_d = {(c["channel_id"] if isinstance(c, dict) else c): (c if isinstance(c, dict) else {})
                      for c in req}
-            ok, bad = await self._resolve(list(req_d))
-            if not ok:
+            # channels another process records over the same ingest (the notebook kernel's cells): declared to
+            # the server in R1 with the media channels, never captured here
+            external = [cid for cid, d in req_d.items() if d.get("type") == "kernel" or cid.startswith("kernel:")]
+            ok, bad = await self._resolve([cid for cid in req_d if cid not in external])
+            if not ok and not external:
                 raise CommandError("UNKNOWN_CHANNEL", "; ".join(b["message"] for b in bad))
             aopt = {**DEFAULT_AUDIO, **(p.get("audio") or {})}
             privacy = Privacy(p.get("privacy"))
@@ -415,6 +418,8 @@ class Recorder:
                 chan_dicts.append({"channel_id": info.channel_id, "type": info.type,
                                    "name": d.get("name") or info.name, "store": bool(d.get("store", False)),
                                    "is_primary": bool(d.get("is_primary")) or info.channel_id == primary})
+            chan_dicts += [{"channel_id": cid, "type": "kernel", "name": req_d[cid].get("name") or cid,
+                            "store": bool(req_d[cid].get("store", False)), "is_primary": False} for cid in external]
             t_cmd = time.time()
             spool_root = Path(p.get("spoolDir") or self.settings.spool_root)
             up = Uplink(self.api_url, token, sid, spool_root, emit=self.emit,

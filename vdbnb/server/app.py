@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         ctx.store.execute("UPDATE sessions SET last_media_at=? WHERE status IN (?,?,?)",
                           (now(), STARTING, ACTIVE, STOPPING))
         ctx.outbox.start()
+        await asyncio.to_thread(ctx.kernel.recover)   # cells stored just before a crash get their events
         wd = asyncio.create_task(watchdog(ctx, grace))
         if ctx.pipelines is not None:
             ctx.pipelines.start()

@@ -13,6 +13,7 @@ from .auth import Auth, Principal
 from .bus import EventBus
 from .hub import Hub
 from .ingest import Ingest
+from .kernel import KernelEvents
 from .sessions import Sessions
 from .store import Store, now
 from .webhooks import Outbox
@@ -36,6 +37,8 @@ class Context:
         self.bus = EventBus(self.store, self.hub, self.outbox)
         self.sessions = Sessions(self.store, self.bus)
         self.ingest = Ingest(self.store, self.sessions, self.data_dir / "media")
+        self.kernel = KernelEvents(self)   # cell fragments -> cell events
+        self.ingest.listeners.append(self.kernel.on_fragment)
         self.exports_dir = self.data_dir / "exports"
         self._url_key = hashlib.sha256(("url-signing:" + self.webhook_secret).encode()).digest()
         self.pipelines = None  # set by app factory when AI is enabled

@@ -6,8 +6,9 @@ import logging
 import threading
 from pathlib import Path
 
-from ..events import new_id
+from ..events import AUDIO_CATEGORIES, KERNEL, new_id
 from .errors import APIError, conflict
+from .kernel import EXPORT_NAME, export_cells
 from .sessions import EXPORTED, STOPPED
 from .store import dec, now
 
@@ -19,7 +20,7 @@ _jobs_lock = threading.Lock()
 def _streams(ctx, session_id: str) -> tuple[list[dict], list[dict]]:
     streams = ctx.sessions.rtstreams(session_id)
     videos = [s for s in streams if s["channel_id"] == "screen"]
-    audios = [s for s in streams if s["channel_id"] != "screen"]
+    audios = [s for s in streams if s["channel_id"] in AUDIO_CATEGORIES]   # not the kernel's cell stream
     return videos, audios
 
 
@@ -35,6 +36,33 @@ def mux(ctx, out: Path, video: dict | None, audios: list[dict], start=None, end=
     summary = mux_mp4(tmp, vf or None, af, start=start, end=end, progress=progress)
     tmp.replace(out)
     return summary
+
+
+def sidecar_url(ctx, base: str, session_id: str, name: str) -> str:
+    path = f"/media/export/{session_id}/{name}"
+    return f"{base}{path}?{ctx.sign(path)}"
+
+
+def exported_sidecars(ctx, base: str, session: dict) -> list[dict]:
+    """The JSON-lines files written beside a session's exported media (the kernel's cells), with signed URLs."""
+    out = []
+    for s in ctx.sessions.rtstreams(session["id"]):
+        name = EXPORT_NAME.format(channel=s["source_channel_id"].replace(":", "-"))
+        if s["channel_id"] == KERNEL and (ctx.exports_dir / session["id"] / name).is_file():
+            out.append({"channel_id": s["source_channel_id"], "rtstream_id": s["id"], "kind": "cell",
+                        "name": name, "url": sidecar_url(ctx, base, session["id"], name)})
+    return out
+
+
+def sidecar_path(ctx, session_id: str, name: str) -> Path:
+    """The file behind a sidecar URL (only names this module writes; nothing outside the export folder)."""
+    import re
+    if not re.fullmatch(r"kernel-[A-Za-z0-9_.\-]+\.jsonl", name) or not re.fullmatch(r"[A-Za-z0-9_\-]+", session_id):
+        raise APIError(404, "no such export file", "NOT_FOUND")
+    p = ctx.exports_dir / session_id / name
+    if not p.is_file():
+        raise APIError(404, "no such export file: export the session first", "NOT_FOUND")
+    return p
 
 
 def video_urls(ctx, base: str, video_id: str) -> dict:
@@ -82,11 +110,15 @@ def _run_export(ctx, session: dict, video_channel_id: str | None, base: str, job
         if not main_id:
             raise APIError(404, "nothing was recorded in this session", "NO_MEDIA")
         urls = video_urls(ctx, base, main_id)
+        export_cells(ctx, session, out_dir)
+        sidecars = exported_sidecars(ctx, base, session)
         ctx.store.update("sessions", "id", sid, exported_video_id=main_id, export_status="exported")
         ctx.sessions.transition(sid, EXPORTED, data={"exported_video_id": main_id, **urls,
                                                      "assets": {s["source_channel_id"]: s["exported_video_id"]
-                                                                for s in ctx.sessions.rtstreams(sid)}})
-        job.update(export_status="exported", video_id=main_id, progress=1.0, **urls)
+                                                                for s in ctx.sessions.rtstreams(sid)
+                                                                if s["channel_id"] != KERNEL},
+                                                     "sidecars": sidecars})
+        job.update(export_status="exported", video_id=main_id, progress=1.0, sidecars=sidecars, **urls)
     except Exception as e:
         log.exception("export of %s failed", sid)
         ctx.store.update("sessions", "id", sid, export_status="failed", error=f"export failed: {e}")
@@ -104,6 +136,7 @@ def request_session_export(ctx, session: dict, video_channel_id: str | None, bas
         if session["export_status"] == "exported" and session["exported_video_id"] and not video_channel_id:
             return {"session_id": sid, "video_channel_id": session["primary_video_channel_id"],
                     "export_status": "exported", "video_id": session["exported_video_id"], "progress": 1.0,
+                    "sidecars": exported_sidecars(ctx, base, session),
                     **video_urls(ctx, base, session["exported_video_id"])}
         if job and job["export_status"] == "exporting":
             return dict(job)

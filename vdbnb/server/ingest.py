@@ -8,8 +8,11 @@ import os
 import threading
 from pathlib import Path
 
+from ..cells import KIND as CELL_KIND
+from ..events import KERNEL, SCREEN
 from ..media.check import check_media
 from ..media.fragments import Fragment, FragmentError, unpack
+from .kernel import check_cell
 from .sessions import ACTIVE, STARTING, STOPPED, STOPPING, Sessions
 from .store import Store, now
 
@@ -17,6 +20,7 @@ log = logging.getLogger("vdbnb.server.ingest")
 ACCEPTING = (STARTING, ACTIVE, STOPPING)
 LATE_GRACE_S = 5.0  # a stopped session still takes media captured before its stop (a spool drained late)
 MAX_FRAGMENT_S = 60.0     # a GOP is <= 2 s, an audio fragment <= 0.5 s: anything longer is not ours
+MAX_CELL_S = 30 * 86400.0  # a cell fragment spans one cell's run, which may take days
 CLOCK_SLACK_S = 3600.0    # recorder clock vs this server's clock
 
 
@@ -61,15 +65,16 @@ class Ingest:
         s = self.stream_for(session_id, frag.channel_id)
         # exports and the AI place media on the wall clock from first to last fragment: one fragment with
         # absurd times would make every export of the session allocate (and fail on) days of samples
-        if frag.t1 - frag.t0 > MAX_FRAGMENT_S:
+        longest = MAX_CELL_S if frag.kind == CELL_KIND else MAX_FRAGMENT_S
+        if frag.t1 - frag.t0 > longest:
             raise IngestError("BAD_TIMES", f"fragment {frag.channel_id}#{frag.seq} claims {frag.t1 - frag.t0:.0f} s "
-                              f"of media; a fragment covers at most {MAX_FRAGMENT_S:.0f} s")
+                              f"of media; a fragment covers at most {longest:.0f} s")
         if frag.t0 < (sess["created_at"] or 0) - CLOCK_SLACK_S or frag.t1 > now() + CLOCK_SLACK_S:
             raise IngestError("BAD_TIMES", f"fragment {frag.channel_id}#{frag.seq} is stamped {frag.t0:.3f}, "
                               f"outside this session (created {sess['created_at']:.0f}, now {now():.0f}); "
                               "t0/t1 must be epoch seconds on the capture clock")
         try:
-            check_media(frag)
+            check_cell(frag) if frag.kind == CELL_KIND else check_media(frag)
         except FragmentError as e:
             raise IngestError(e.code, e.message) from None
         with self._lock(s["id"]):
@@ -83,7 +88,7 @@ class Ingest:
                 raise IngestError("SESSION_NOT_RECORDING", f"session {session_id} is {sess['status']}; fragments "
                                   "are accepted while it is starting, active or stopping, and after it stopped "
                                   "only for media captured before the stop", 409)
-            expected = "video" if s["channel_id"] == "screen" else "audio"
+            expected = {SCREEN: "video", KERNEL: CELL_KIND}.get(s["channel_id"], "audio")
             if frag.kind != expected:
                 raise IngestError("BAD_KIND", f"channel {frag.channel_id} carries {expected}, not {frag.kind}")
             path = self.media_dir / session_id / s["id"] / f"{frag.seq:08d}.frag"

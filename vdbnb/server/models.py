@@ -37,7 +37,7 @@ class TokenRequest(Body):
 class ChannelSpec(Body):
     channel_id: Optional[str] = Field(None, max_length=256)
     id: Optional[str] = Field(None, max_length=256)
-    type: Optional[Literal["audio", "video"]] = None
+    type: Optional[Literal["audio", "video", "kernel"]] = None
     name: Optional[str] = Field(None, max_length=256)
     channel_name: Optional[str] = Field(None, max_length=256)
     store: bool = False

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from ..events import AUDIO_INDEX, TRANSCRIPT, VISUAL_INDEX, new_id
+from ..events import AUDIO_CATEGORIES, AUDIO_INDEX, KERNEL, TRANSCRIPT, VISUAL_INDEX, new_id
 from .auth import Auth, Principal
 from .context import admin, base_url, ctx_of, reader
 from .errors import APIError, bad_request, not_found
@@ -118,9 +118,9 @@ def transcription(rid: str, body: TranscriptionRequest, request: Request, _: Pri
     r = rts_row(request, rid)
     if body.action == "start":
         _require_ai(request)
-        if r["channel_id"] == "screen":
-            raise bad_request("transcripts run on audio streams (mic, system_audio); this one is a screen. "
-                              "Use cap.get_rtstream('mic')[0].", "NOT_AUDIO")
+        if r["channel_id"] not in AUDIO_CATEGORIES:
+            raise bad_request(f"transcripts run on audio streams (mic, system_audio); this one is a "
+                              f"{r['channel_id']} stream. Use cap.get_rtstream('mic')[0].", "NOT_AUDIO")
     status = "running" if body.action == "start" else "stopped"
     fields = {"transcript_status": status}
     if body.ws_connection_id:
@@ -163,6 +163,10 @@ def create_index(rid: str, body: IndexRequest, request: Request, _: Principal = 
     r = rts_row(request, rid)
     _require_ai(request)
     et = body.extraction_type or "time"
+    if r["channel_id"] == KERNEL:
+        raise bad_request("the kernel stream holds cell executions, not media: search it (rtstream.search) or "
+                          "read its events (session.events_df()); index_audio/index_visuals need a mic, "
+                          "system_audio or screen stream", "NOT_MEDIA")
     is_audio = r["channel_id"] != "screen"
     if et == "transcript" and not is_audio:
         raise bad_request("index_audio needs an audio stream (mic or system_audio)", "NOT_AUDIO")
@@ -353,6 +357,15 @@ def clip_file(rid: str, request: Request, start: float = Query(..., ge=-MAX_EPOC
     from .exports import clip_path
     out = clip_path(ctx_of(request), rts_row(request, rid), start, end)
     return FileResponse(out, media_type="video/mp4")
+
+
+@router.get("/media/export/{sid}/{name}", include_in_schema=False)
+def export_sidecar(sid: str, name: str, request: Request):
+    """A JSON-lines file written beside a session's exported media (the kernel's cells), signed like media."""
+    path = f"/media/export/{sid}/{name}"
+    _check_sig(request, path, path)
+    from .exports import sidecar_path
+    return FileResponse(sidecar_path(ctx_of(request), sid, name), media_type="application/x-ndjson")
 
 
 @router.get("/media/video/{vid}.mp4", include_in_schema=False)

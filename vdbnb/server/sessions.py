@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from ..events import CAPTURE_SESSION, Event, category_of, new_id
+from ..events import CAPTURE_SESSION, KERNEL, Event, category_of, new_id
 from .bus import EventBus
 from .errors import bad_request, conflict, not_found
 from .store import Store, dec, now
@@ -20,6 +20,8 @@ TRANSITIONS = {
     FAILED: set(),
 }
 LOST = "recorder_lost"
+CHANNEL_TYPES = ("audio", "video", KERNEL)   # kernel: cell executions of the notebook kernel (server/kernel.py)
+MEDIA_TYPES = {"video": "video", "audio": "audio", KERNEL: "cell"}
 CHANNEL_ID_RE = re.compile(r"^[A-Za-z0-9_\-]+:[A-Za-z0-9_.:\-]+$")
 
 
@@ -130,13 +132,16 @@ class Sessions:
                 raise bad_request(f"invalid or duplicate channel_id {cid!r}: expected e.g. 'mic:default', "
                                   "'display:1', 'system_audio:default'", "INVALID_CHANNELS")
             seen.add(cid)
-            kind = ch.get("type") or ("video" if category_of(cid) == "screen" else "audio")
-            if kind not in ("audio", "video"):
-                raise bad_request(f"channel {cid}: type must be 'audio' or 'video'", "INVALID_CHANNELS")
+            kind = ch.get("type") or {"screen": "video", KERNEL: KERNEL}.get(category_of(cid), "audio")
+            if kind not in CHANNEL_TYPES:
+                raise bad_request(f"channel {cid}: type must be 'audio', 'video' or 'kernel'", "INVALID_CHANNELS")
+            if (kind == KERNEL) != (category_of(cid) == KERNEL):
+                raise bad_request(f"channel {cid}: a kernel channel is named 'kernel:<name>' and has type 'kernel'",
+                                  "INVALID_CHANNELS")
             norm.append({"channel_id": cid, "type": kind,
                          "name": str(ch.get("name") or ch.get("channel_name") or cid),
                          "store": bool(ch.get("store", False)),
-                         "is_primary": bool(ch.get("is_primary", False)) or (primary == cid)})
+                         "is_primary": kind != KERNEL and (bool(ch.get("is_primary", False)) or primary == cid)})
         if not any(c["is_primary"] for c in norm):
             for c in norm:
                 if c["type"] == "video":
@@ -163,7 +168,7 @@ class Sessions:
                 self.store.insert("rtstreams", {
                     "id": rid, "session_id": session_id, "collection_id": r["collection_id"], "channel_id": cat,
                     "source_channel_id": c["channel_id"], "name": f"{c['channel_id']} - {session_id}",
-                    "media_types": ["video"] if c["type"] == "video" else ["audio"],
+                    "media_types": [MEDIA_TYPES.get(c["type"], "audio")],
                     "is_primary": c["is_primary"], "store": c["store"], "status": "connected",
                     "sample_rate": 48000 if c["type"] == "audio" else None, "created_at": t})
             primary_id = next((c["channel_id"] for c in norm if c["is_primary"]), None)

@@ -34,9 +34,9 @@ def pick_channels(chans: list[dict]) -> tuple[list[dict], list[str]]:
     """Channels to show (aliases like ``mic:default`` hide the device they point at) and the default ticks."""
     alias_sources = {(c["category"], c["source"]) for c in chans if c["alias"] and c["source"]}
     shown = [c for c in chans if c["alias"] or c["type"] == "video" or (c["category"], c["source"]) not in alias_sources]
-    ticked = [c["channel_id"] for c in shown
-              if c["type"] == "video" or c["alias"] or (c["is_default"] and not any(
-                  o["alias"] and o["category"] == c["category"] for o in shown))]
+    ticked = [c["channel_id"] for c in shown if c["type"] != E.KERNEL   # the kernel channel is opt-in
+              and (c["type"] == "video" or c["alias"] or (c["is_default"] and not any(
+                  o["alias"] and o["category"] == c["category"] for o in shown)))]
     return shown, ticked
 
 
@@ -75,7 +75,7 @@ class RecorderSource:
     def list_channels(self) -> list[dict]:
         if self._shown is None:
             chans = self.client.list_channels()
-            objs = list(chans.all())
+            objs = list(chans.all()) + list(getattr(chans, "kernels", []))
             self._channels = {c.id: c for c in objs}
             self._shown, self.default_selection = pick_channels([_chan_dict(c) for c in objs])
         return [dict(c) for c in self._shown]
@@ -84,6 +84,8 @@ class RecorderSource:
         return self._listeners.add(listener)
 
     def start_preview(self, channels: list[str] | None = None) -> None:
+        if channels is not None:   # the kernel channel has nothing to preview
+            channels = [c for c in channels if E.category_of(c) != E.KERNEL]
         res = self.client.start_preview(channels)
         for err in (res or {}).get("errors", []) if isinstance(res, dict) else []:
             self._emit("error", err if isinstance(err, dict) else {"message": str(err)})

@@ -100,6 +100,7 @@ class CapturePanel(anywidget.AnyWidget):
     counts = t.Dict().tag(sync=True)
     transcript = t.List(t.Dict()).tag(sync=True)
     alerts = t.List(t.Dict()).tag(sync=True)
+    cells = t.List(t.Dict()).tag(sync=True)      # the kernel channel's latest cells: {n, status, ename, line, t}
     errors = t.List(t.Dict()).tag(sync=True)
     stale = t.List(t.Dict()).tag(sync=True)
 
@@ -135,8 +136,9 @@ class CapturePanel(anywidget.AnyWidget):
         self._live = LiveFrame()
         self._finals: collections.deque = collections.deque(maxlen=200)
         self._interims: dict[str, dict] = {}
-        self._counts = {"transcript": 0, "index": 0, "alerts": 0, "events": 0}
+        self._counts = {"transcript": 0, "index": 0, "alerts": 0, "cells": 0, "events": 0}
         self._alerts: collections.deque = collections.deque(maxlen=20)
+        self._cells: collections.deque = collections.deque(maxlen=5)
         self._events_dirty = False
         self._pipeline_notes: dict[str, tuple[str, float]] = {}
         self._unsubs: list[Callable[[], None]] = []
@@ -360,6 +362,13 @@ class CapturePanel(anywidget.AnyWidget):
                     self._interims[key] = line
             elif ev.channel in (E.AUDIO_INDEX, E.VISUAL_INDEX, E.SCENE_INDEX):
                 self._counts["index"] += 1
+            elif ev.channel == E.KERNEL:
+                self._counts["cells"] += 1
+                d = ev.data or {}
+                first = next((ln for ln in (ev.text or "").splitlines() if ln.strip()), "")
+                self._cells.append({"n": d.get("execution_count"), "t": self._t(ev.start),
+                                    "status": "private" if d.get("private") else d.get("status") or "",
+                                    "ename": d.get("ename") or "", "line": first[:120]})
             elif ev.channel == E.ALERT:
                 self._counts["alerts"] += 1
                 self._alerts.append({"label": ev.label or "alert", "text": ev.text or "", "t": self._t(ev.start)})
@@ -491,10 +500,12 @@ class CapturePanel(anywidget.AnyWidget):
             lines = lines[-self.transcript_lines:]
             counts = dict(self._counts)
             alerts = list(self._alerts)[-5:]
+            cells = list(self._cells)
         with self.hold_sync():
             self.transcript = lines
             self.counts = counts
             self.alerts = alerts
+            self.cells = cells
 
     def _check_stale(self, now: float) -> None:
         items = []
@@ -502,6 +513,7 @@ class CapturePanel(anywidget.AnyWidget):
         if watching and now - self._watch_since > self.stale_after:
             active = set(self.selected) if self.state != "previewing" else {c["channel_id"] for c in self.channels}
             active -= set(self.paused)
+            active -= {c["channel_id"] for c in self.channels if c.get("type") == E.KERNEL}  # no previews
             kinds = {c["channel_id"]: _is_video(c) for c in self.channels}
             with self._lock:
                 seen = dict(self._last_seen)

@@ -8,12 +8,12 @@ import re
 
 import numpy as np
 
-from ...events import ALERT, AUDIO_INDEX, TRANSCRIPT, VISUAL_INDEX, Event
+from ...ai.secrets import REDACT_LABELS as REDACT
+from ...events import ALERT, AUDIO_INDEX, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event
 from ..store import now
 
 log = logging.getLogger("vdbnb.server.pipelines.alerts")
-REDACT = {"api_key", "password", "credit_card", "private_key", "token"}
-CHECKED = {TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX}
+CHECKED = {TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX, KERNEL}
 DETECTOR_WORDS = {
     "api_key": ("api key", "api-key", "apikey", "secret key", "access key", "token", "secret", "credential"),
     "password": ("password", "passphrase", "passcode", "credential", "secret"),
@@ -21,6 +21,7 @@ DETECTOR_WORDS = {
     "email": ("email", "e-mail", "mail address", "personal data", "pii", "contact"),
 }
 SIMILARITY_THRESHOLD = 0.5
+WHERE = {TRANSCRIPT: "spoken", KERNEL: "in a notebook cell"}
 
 
 def _mask(s: str) -> str:
@@ -46,13 +47,16 @@ class AlertEngine:
         texts = {"text": ev.text}
         if ev.data.get("ocr_text"):
             texts["ocr_text"] = ev.data["ocr_text"]
+        if ev.channel == KERNEL:  # a cell's outputs, error and traceback too (its source is the text)
+            from ..kernel import search_text
+            texts["cell"] = "\n".join([search_text(ev), ev.data.get("traceback") or ""])
         findings = []
         for field, t in texts.items():
             for f in scan(t):
                 findings.append((field, f))
         for field, f in findings:
             self._emit(ev, f.label, float(f.confidence), f"{f.label.replace('_', ' ')} "
-                       f"{'spoken' if ev.channel == TRANSCRIPT else 'on screen'}: {_mask(f.match)}",
+                       f"{WHERE.get(ev.channel, 'on screen')}: {_mask(f.match)}",
                        {"builtin": True, "detector": f.label, "source_event_id": ev.id, "field": field},
                        target_ws)
         secrets = [f.match for _, f in findings if f.label in REDACT]

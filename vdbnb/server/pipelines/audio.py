@@ -22,7 +22,7 @@ class AudioWorker(Worker):
 
     def streams(self) -> list[dict]:
         return self.ctx.store.all(
-            "SELECT * FROM rtstreams WHERE channel_id!='screen' AND (transcript_status='running' OR id IN "
+            "SELECT * FROM rtstreams WHERE channel_id IN ('mic','system_audio') AND (transcript_status='running' OR id IN "
             "(SELECT rtstream_id FROM scene_indexes WHERE extraction_type='transcript' AND status!='stopped'))")
 
     def _st(self, rts: dict) -> dict:

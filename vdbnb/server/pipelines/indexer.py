@@ -5,11 +5,11 @@ import logging
 import re
 import threading
 
-from ...events import AUDIO_INDEX, TRANSCRIPT, VISUAL_INDEX, Event
+from ...events import AUDIO_INDEX, CELL, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event
 from ..store import dec, now
 
 log = logging.getLogger("vdbnb.server.pipelines.indexer")
-SEARCHABLE = {TRANSCRIPT: "transcript", AUDIO_INDEX: "audio_index", VISUAL_INDEX: "visual_index"}
+SEARCHABLE = {TRANSCRIPT: "transcript", AUDIO_INDEX: "audio_index", VISUAL_INDEX: "visual_index", KERNEL: CELL}
 
 
 def llm_engine():
@@ -31,16 +31,21 @@ class Indexer:
     # ---- search documents
     def on_event(self, ev: Event) -> None:
         kind = SEARCHABLE.get(ev.channel)
-        if not kind or not (ev.text or "").strip() or ev.start is None:
+        text = ev.text
+        if kind == CELL:
+            from ..kernel import search_text
+            text = search_text(ev)   # error, source, outputs; nothing for a private cell
+        if not kind or not (text or "").strip() or ev.start is None:
             return
         if ev.channel == TRANSCRIPT and not ev.is_final:
             return
         from ..search import Doc
+        meta = {"engine": ev.engine, **({"index_name": ev.data.get("index_name")} if ev.data.get("index_name") else {})}
+        if kind == CELL:
+            meta.update({k: ev.data.get(k) for k in ("execution_count", "status", "error", "notebook_path")})
         docs = [Doc(doc_id=ev.id, collection_id=ev.collection_id, session_id=ev.session_id,
                     rtstream_id=ev.rtstream_id, rtstream_name=ev.rtstream_name, channel_id=ev.channel_id, kind=kind,
-                    index_id=ev.index_id, start=ev.start, end=ev.end or ev.start, text=ev.text,
-                    metadata={"engine": ev.engine, **({"index_name": ev.data.get("index_name")}
-                                                      if ev.data.get("index_name") else {})})]
+                    index_id=ev.index_id, start=ev.start, end=ev.end or ev.start, text=text, metadata=meta)]
         ocr = (ev.data or {}).get("ocr_text")
         if ocr and ocr.strip() and ocr.strip() != ev.text.strip():
             docs.append(Doc(doc_id=ev.id + ":ocr", collection_id=ev.collection_id, session_id=ev.session_id,

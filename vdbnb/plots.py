@@ -108,8 +108,8 @@ def timeline(events_df: pd.DataFrame, levels: Any = None, ax: Any = None, title:
             handles.setdefault(what, h)
             if what == "failed cell":
                 ax.plot([s + dur / 2], [yy], marker="X", ms=11, color="#7f1d1d", ls="", zorder=5)
-                ax.annotate(str(d.get("ename") or "error"), (s + dur / 2, yy), xytext=(0, 10),
-                            textcoords="offset points", ha="center", fontsize=8, color=COLORS[what])
+                ax.annotate(str(d.get("ename") or "error"), (s + dur / 2, yy + 0.25), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=8, color="#7f1d1d")
         elif ch == E.ALERT:
             h = ax.plot([s], [yy], marker="v", ms=10, color=COLORS[ch], ls="")[0]
             handles.setdefault("alert", h)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 from pathlib import Path
 
@@ -65,15 +66,48 @@ def search_text(ev: Event) -> str:
 
 
 class KernelEvents:
+    """Cell fragments -> cell events, on one thread of its own: the ingest acknowledges a cell once it is on disk,
+    without waiting for the redaction step, the search index (an embedding) or the webhook outbox. A session's
+    stop (R3) waits for its cells' events (:meth:`wait_idle`), so a stopped session has them all."""
+
     def __init__(self, ctx):
         self.ctx = ctx
-        self._lock = threading.Lock()
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._pending: dict[str, int] = {}   # session id -> cells stored and not yet emitted
+        self._thread: threading.Thread | None = None
 
     # ---- live: called by Ingest after a fragment is stored (in the ingest thread)
     def on_fragment(self, rts: dict, frag: Fragment) -> None:
         if frag.kind != KIND:
             return
-        self.emit(rts, frag.seq, CellRecord.from_payload(frag.payload))
+        with self._cond:
+            self._pending[rts["session_id"]] = self._pending.get(rts["session_id"], 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="vdbnb-kernel-events", daemon=True)
+                self._thread.start()
+        self._q.put((rts, frag.seq, frag.payload))
+
+    def _run(self) -> None:
+        while True:
+            rts, seq, payload = self._q.get()
+            try:
+                self.emit(rts, seq, CellRecord.from_payload(payload))
+            except Exception:   # stored already: recover() replays it at the next start
+                log.exception("cell %s#%s: event not emitted", rts.get("id"), seq)
+            finally:
+                with self._cond:
+                    sid = rts["session_id"]
+                    self._pending[sid] = self._pending.get(sid, 1) - 1
+                    if self._pending[sid] <= 0:
+                        self._pending.pop(sid, None)
+                    self._cond.notify_all()
+
+    def wait_idle(self, session_id: str, timeout: float = 8.0) -> bool:
+        """Wait until every stored cell of the session has its event (bounded: below the recorder's 10 s timeout
+        of the stop call; cells still queued after that get their events a moment later)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending.get(session_id), timeout)
 
     def emit(self, rts: dict, seq: int, rec: CellRecord) -> Event:
         ev = make_event(rts, seq, rec)

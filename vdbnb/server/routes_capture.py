@@ -207,6 +207,7 @@ def poll_capture(sid: str, request: Request, p: Principal = Depends(principal)):
 def stop_capture(sid: str, request: Request, p: Principal = Depends(principal)):
     ctx = ctx_of(request)
     row = _session_for_client(request, p, sid)
+    ctx.kernel.wait_idle(sid)   # the kernel's cells have their events before the session says stopped
     if row["status"] in (STARTING, ACTIVE):
         ctx.sessions.transition(sid, STOPPING)
         ctx.sessions.transition(sid, STOPPED)

@@ -128,8 +128,11 @@ def test_context_items():
     assert context_item({**base, "channel": "transcript", "is_final": False, "text": "partial"}) is None
     assert context_item({**base, "channel": "pipeline", "text": "behind"}) is None
     assert context_item({**base, "channel": "agent", "text": "called search"}) is None
-    assert context_item({**base, "channel": "cell", "text": "df.head()", "data": {"private": True}}) is None
-    cell = context_item({**base, "channel": "cell", "channel_id": "kernel", "text": "df.describe()"})
+    # the kernel channel (branch kernel): channel "kernel", event type "cell"; a private cell never shows
+    assert context_item({**base, "channel": "kernel", "event": "cell", "text": "df.head()", "label": "private",
+                         "data": {"private": True}}) is None
+    cell = context_item({**base, "channel": "kernel", "event": "cell", "channel_id": "kernel",
+                         "text": "df.describe()"})
     assert cell["kind"] == "cell" and cell["source"] == "kernel" and cell["text"] == "df.describe()"
     vis = context_item({**base, "channel": "visual_index", "text": "Mail: inbox",
                         "data": {"window_title": "Mail", "ocr_text": "Inbox (3)"}})
@@ -144,7 +147,8 @@ def test_resource_updates_follow_event_kinds():
                                "vdbnb://sessions/cap-1/events"}
     assert uris_for(Event(channel="transcript", session_id="cap-1", is_final=False, text="h")) == set()
     assert uris_for(Event(channel="agent", session_id="cap-1", text="x")) == set()
-    assert uris_for(Event(channel="cell", session_id="cap-1", text="x")) == {LIVE_EVENTS, "vdbnb://sessions/cap-1/events"}
+    assert uris_for(Event(channel="kernel", event="cell", session_id="cap-1", text="x")) == \
+        {LIVE_EVENTS, "vdbnb://sessions/cap-1/events"}
 
 
 def test_readme_client_snippets_are_valid_and_launch_vdbnb_mcp():

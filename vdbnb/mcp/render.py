@@ -36,7 +36,9 @@ def context_item(ev: dict) -> dict | None:
         status = (data.get("status") or (ev.get("event") or "").rsplit(".", 1)[-1] or "").strip()
         text = f"capture {status}" + (f" ({data['data']['reason']})" if (data.get("data") or {}).get("reason")
                                       else "")
-    item = {"time": iso(event_time(ev)), "t": round(event_time(ev), 3), "kind": ch, "event": ev.get("event"),
+    # a channel that carries several types of event names the type (the kernel channel's ``cell``)
+    kind = ev["event"] if ev.get("event") and "." not in ev["event"] else ch
+    item = {"time": iso(event_time(ev)), "t": round(event_time(ev), 3), "kind": kind, "event": ev.get("event"),
             "source": ev.get("channel_id") or data.get("source"), "text": text,
             "session_id": ev.get("session_id"), "rtstream_id": ev.get("rtstream_id")}
     if ch in SCREEN_KINDS:

@@ -4,6 +4,7 @@
 #   source rig/rig-up.sh          # brings it up (idempotent) and exports the variables below into this shell
 #   eval "$(bash rig/rig-up.sh)"  # the same from a script that cannot `source` (prints `export K=V` lines)
 #   bash rig/rig-down.sh          # stops what rig-up started (by recorded pids; see rig-down.sh)
+#   bash rig/rig-up.sh --missing  # only prints the Debian packages it would install
 #
 # What it gives (see rig/README.md):
 #   X      Xorg + dummy driver on $RIG_DISPLAY (default :97), two 1920x1080 outputs side by side
@@ -119,7 +120,7 @@ _rig_main() {
 }
 
 # ---------- Debian packages ----------
-_rig_packages() {
+_rig_missing() {   # prints the Debian packages the rig needs that are not installed (one line, maybe empty)
   # command -> Debian package providing it (and the libraries/fonts the tests load)
   local need="Xorg:xserver-xorg-core xdpyinfo:x11-utils xprop:x11-utils xrandr:x11-xserver-utils
     xdotool:xdotool openbox:openbox xterm:xterm pulseaudio:pulseaudio pactl:pulseaudio-utils
@@ -135,8 +136,12 @@ _rig_packages() {
       dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
     done
   fi
-  missing="$(echo $missing | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
-  missing="${missing% }"
+  echo $missing | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ' | sed 's/ $//'
+}
+
+_rig_packages() {
+  local missing
+  missing="$(_rig_missing)"
   [ -z "$missing" ] && return 0
   local sudo=""
   if [ "$(id -u)" != 0 ]; then
@@ -168,13 +173,19 @@ _rig_alive() {
   [ -n "$pid" ] && [ "$(_rig_starttime "$pid")" = "$st" ]
 }
 
-_rig_main
-_rig_rc=$?
-unset -f _rig_main _rig_packages _rig_starttime _rig_record _rig_alive _rig_log
+if [ "${1:-}" = "--missing" ]; then   # `bash rig/rig-up.sh --missing`: list what apt would install, start nothing
+  _rig_missing
+  _rig_rc=0
+  RIG_STARTED=""
+else
+  _rig_main
+  _rig_rc=$?
+fi
+unset -f _rig_main _rig_missing _rig_packages _rig_starttime _rig_record _rig_alive _rig_log
 unset _rig_here
 eval "$_rig_opts"; unset _rig_opts
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then   # executed, not sourced: print the variables for eval
-  if [ $_rig_rc = 0 ]; then
+  if [ $_rig_rc = 0 ] && [ "${1:-}" != "--missing" ]; then
     for _rig_v in DISPLAY PULSE_SERVER XDG_RUNTIME_DIR ALSA_CONFIG_PATH RIG_DISPLAY RIG_DIR RIG_STARTED; do
       printf 'export %s=%q\n' "$_rig_v" "${!_rig_v}"
     done

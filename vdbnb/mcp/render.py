@@ -8,6 +8,7 @@ from .timeparse import clock, iso
 NOT_CONTEXT = ("pipeline", "agent")
 SCREEN_KINDS = ("visual_index", "scene_index")
 SCREEN_TEXT_MAX = 1200
+LINE_MAX = 300  # characters of one item in the text form (the structured form has all of it)
 QUIET_STATES = ("created", "starting", "stopping")  # capture lifecycle steps that say nothing new
 
 
@@ -61,14 +62,19 @@ def item_line(it: dict) -> str:
         return f"{when} said ({src or 'audio'}): {it['text']}"
     if kind in SCREEN_KINDS:
         title = f" window {it['window_title']!r}" if it.get("window_title") else ""
-        body = it.get("screen_text") or it["text"]
-        body = " | ".join(ln.strip() for ln in body.splitlines() if ln.strip())
+        body = one_line(it.get("screen_text") or it["text"], SCREEN_TEXT_MAX)
         return f"{when} on screen ({src or 'screen'}){title}: {body}"
     if kind == "alert":
         return f"{when} alert {it.get('label') or ''}: {it['text']}"
     if kind == "capture_session":
         return f"{when} {it['text']}"
-    return f"{when} {kind}{f' ({src})' if src else ''}: {it['text']}"
+    return f"{when} {kind}{f' ({src})' if src else ''}: {one_line(it['text'])}"
+
+
+def one_line(text: str, most: int = LINE_MAX) -> str:
+    """Multi-line text (a cell's source) on one line: its lines joined by " | ", cut at ``most`` characters."""
+    s = " | ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    return s if len(s) <= most else s[:most - 1] + "…"
 
 
 def hit_item(h: dict) -> dict:

@@ -167,3 +167,21 @@ def test_readme_client_snippets_are_valid_and_launch_vdbnb_mcp():
     assert len(stdio) == 2 and all(s["command"] == "vdbnb" and s["args"] == ["mcp"] for s in stdio)
     assert len(http) == 1 and http[0]["url"] == "http://127.0.0.1:8766/mcp"
     assert http[0]["headers"]["Authorization"].startswith("Bearer ")
+
+
+def test_token_command_mints_an_agent_token(server):
+    """`vdbnb mcp token` prints a read-only agent token the server knows; `vdbnb mcp` with a bad credential
+    exits at once with the reason instead of starting."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "VDBNB_URL": server.url, "VDBNB_API_KEY": server.api_key}
+    out = subprocess.run([sys.executable, "-m", "vdbnb", "mcp", "token", "--name", "pytest"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    tok = out.stdout.strip()
+    assert out.returncode == 0 and tok.startswith("at-"), out.stderr
+    who = httpx.get(server.url + "/agent/whoami", headers={"x-access-token": tok}).json()["data"]
+    assert who["kind"] == "agent_token"
+    bad = subprocess.run([sys.executable, "-m", "vdbnb", "mcp"], env={**env, "VDBNB_API_KEY": "sk-wrong"},
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 2 and "cannot use the vdbnb server" in bad.stderr and not bad.stdout

@@ -185,3 +185,15 @@ def test_token_command_mints_an_agent_token(server):
     bad = subprocess.run([sys.executable, "-m", "vdbnb", "mcp"], env={**env, "VDBNB_API_KEY": "sk-wrong"},
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert bad.returncode == 2 and "cannot use the vdbnb server" in bad.stderr and not bad.stdout
+
+
+def test_events_are_read_to_the_newest(server):
+    """The server pages events from the oldest; the MCP backend follows them to the newest and, past its
+    bound, keeps the newest."""
+    from vdbnb.mcp.backend import Backend
+    b = Backend.connect(server.url, server.api_key)
+    for i in range(8):
+        b.log_tool_call(tool=f"t{i}", arguments={}, caller={"transport": "test"})
+    got = b.events(channel="agent", page=3)
+    assert [e["label"] for e in got] == [f"t{i}" for i in range(8)]
+    assert [e["label"] for e in b.events(channel="agent", page=3, most=5)] == [f"t{i}" for i in range(3, 8)]

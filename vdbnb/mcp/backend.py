@@ -10,6 +10,8 @@ LIVE = ("starting", "active")
 # search `kind`s (what a segment is); anything else given as `channel` is an RTStream category
 # (mic, screen, system_audio, or a channel another part of vdbnb adds, e.g. the kernel's)
 SEARCH_KINDS = ("transcript", "audio_index", "visual_index", "ocr", "cell")
+PAGE = 5000          # events per request (the server's most is 10 000)
+MAX_EVENTS = 50000   # events kept for one answer (the newest)
 
 
 class Backend:
@@ -57,11 +59,21 @@ class Backend:
         return d.get("results", [])
 
     def events(self, since: float | None = None, session_id: str | None = None, channel: str | None = None,
-               limit: int = 5000) -> list[dict]:
-        """Stored events (rows of the one event schema), oldest first."""
-        d = self.conn.get(f"collection/{self.collection_id}/events", since=since, session_id=session_id,
-                          channel=channel, limit=limit)
-        return d.get("events", [])
+               most: int = MAX_EVENTS, page: int = PAGE) -> list[dict]:
+        """Stored events (rows of the one event schema) emitted after ``since``, oldest first. The server pages
+        from the oldest, so this follows ``emitted_at`` page by page to the newest; past ``most`` rows the
+        oldest are dropped (an agent wants what is recent)."""
+        out: list[dict] = []
+        while True:
+            d = self.conn.get(f"collection/{self.collection_id}/events", since=since, session_id=session_id,
+                              channel=channel, limit=page)
+            rows = d.get("events", [])
+            out += rows
+            if len(out) > most:
+                del out[:len(out) - most]
+            if len(rows) < page or rows[-1].get("emitted_at") is None or rows[-1]["emitted_at"] == since:
+                return out
+            since = rows[-1]["emitted_at"]
 
     def sessions(self, status: str | None = None, limit: int = 50) -> list[dict]:
         d = self.conn.get(f"collection/{self.collection_id}/capture/session", status=status, limit=limit)

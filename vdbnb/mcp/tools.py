@@ -20,6 +20,7 @@ from .timeparse import FORMS, clock, iso, parse_time, zone
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 MAX_MINUTES = 24 * 60
+MAX_ITEMS = 400  # items in one recent_context answer (the newest)
 
 
 # ---------------------------------------------------------------- output schemas
@@ -157,12 +158,15 @@ class ReadTools:
             since = until - minutes * 60
             evs = self.b.events(since=since, session_id=session_id)
             items = sorted(filter(None, (context_item(e) for e in evs)), key=lambda it: it["t"])
+            dropped = max(0, len(items) - MAX_ITEMS)
+            items = items[dropped:]
             head = f"Last {minutes:g} min ({clock(since)}–{clock(until)} {zone()}), {len(items)} items"
             if not items:
                 text = head + ": nothing was captured (no live capture, or nothing said or shown). " \
                     "list_sessions shows what is recording."
             else:
-                text = head + ":\n" + "\n".join(item_line(it) for it in items)
+                text = head + (f" (the newest; {dropped} earlier ones left out: ask for fewer minutes, or search)"
+                               if dropped else "") + ":\n" + "\n".join(item_line(it) for it in items)
             return (_result(text, RecentContext(since=iso(since), until=iso(until),
                                                 items=[ContextItem(**it) for it in items])), len(items), session_id)
         return await self.audit.run(ctx, "recent_context", {"minutes": minutes, "session_id": session_id}, run)
@@ -180,7 +184,7 @@ class ReadTools:
             age = time.time() - float(fr["time"])
             title = fr.get("window_title")
             text = (f"{fr.get('display')} at {clock(fr['time'])} {zone()} ({age:.0f} s ago"
-                    f"{'' if live else ', capture stopped'})"
+                    f"{'' if live else ', capture stopped'}{'; capture paused: the frame is black' if fr.get('paused') else ''})"
                     + (f", active window {title!r}" if title else "")
                     + (f"; {len(fr['redacted'])} kinds of secret blacked out" if fr.get("redacted") else "")
                     + ".\nScreen text:\n" + (fr.get("ocr_text") or "(no text)"))
@@ -212,7 +216,7 @@ class ReadTools:
         def run():
             row = self.b.session(session_id)
             s = session_item(row)
-            evs = [e for e in self.b.events(session_id=session_id, limit=10000) if not is_private(e)]
+            evs = [e for e in self.b.events(session_id=session_id) if not is_private(e)]
             counts: dict[str, int] = {}
             for e in evs:
                 if e.get("channel") == "transcript" and not e.get("is_final"):

@@ -197,3 +197,21 @@ def test_events_are_read_to_the_newest(server):
     got = b.events(channel="agent", page=3)
     assert [e["label"] for e in got] == [f"t{i}" for i in range(8)]
     assert [e["label"] for e in b.events(channel="agent", page=3, most=5)] == [f"t{i}" for i in range(3, 8)]
+
+
+def test_mcp_server_on_an_agent_token_only_reads(server):
+    """`vdbnb mcp` given an agent token (not the API key) reads and logs, and even with --allow-control cannot
+    start a capture: the vdbnb server refuses, and the agent is told why."""
+    from mcp import Client
+    agent = httpx.post(server.url + "/agent/token", json={"name": "mcp"}, headers=server.headers()).json()["data"]
+
+    async def main():
+        async with Client(stdio_params(server, "--allow-control", key=agent["token"]), read_timeout_seconds=60) as c:
+            return await c.call_tool("list_sessions", {}), await c.call_tool("start_capture", {})
+    listed, started = asyncio.run(main())
+    assert not listed.is_error
+    assert started.is_error and "agent token" in started.content[0].text, started.content[0].text
+    ev = httpx.get(server.url + "/collection/default/events", params={"channel": "agent"},
+                   headers=server.headers()).json()["data"]["events"]
+    assert {e["data"]["logged_by"]["token_id"] for e in ev} == {agent["token_id"]}
+    assert [e["data"]["outcome"] for e in ev if e["label"] == "start_capture"] == ["error"]

@@ -123,7 +123,8 @@ def _sentence_of(a: float, b: float, spans) -> int | None:
 
 
 def run_accurate(x: np.ndarray, spans, model: str = "base.en") -> dict:
-    from vdbnb.ai.stt import accurate_pass, get_transcriber
+    from vdbnb.ai.accurate import accurate_pass
+    from vdbnb.ai.stt import get_transcriber
 
     get_transcriber(model).transcribe(speak_16k("Warm up the model."))
     t = time.perf_counter()

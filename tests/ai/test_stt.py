@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from vdbnb.ai.stt import StreamingTranscriber, Utterance, get_transcriber, model_path
+from vdbnb.ai.stt import StreamingTranscriber, Utterance, get_transcriber
+from vdbnb.ai.whisper_models import model_path
 
 from .conftest import SENTENCES, SR, speak, speech_end, wer
 
@@ -114,7 +115,8 @@ def test_streaming_time_gap_closes_the_utterance():
 
 @pytest.mark.slow
 def test_accurate_pass_base():
-    from vdbnb.ai.stt import accurate_pass, base_model_dir
+    from vdbnb.ai.accurate import accurate_pass
+    from vdbnb.ai.whisper_models import base_model_dir
 
     d = base_model_dir()
     assert (d / "model.bin").stat().st_size > 100_000_000 and (d / "config.json").is_file()

@@ -40,15 +40,19 @@ def test_traits_after_init(panel):
 
 def test_thumbnails_are_binary_buffers_and_throttled(panel):
     p, c, _ = panel
-    time.sleep(0.5)
     t0 = time.monotonic()
-    time.sleep(3.0)
-    thumbs = [(at, m, b) for at, m, b in c.custom("thumb") if at >= t0]
+
+    def mine(cid):
+        return [x for x in c.custom("thumb") if x[0] >= t0 and x[1]["channel_id"] == cid]
+
     for cid in ("display:1", "display:2"):
-        mine = [x for x in thumbs if x[1]["channel_id"] == cid]
-        # source runs at 8 fps, the panel forwards at most 2 fps per display (±1 for window edges)
-        assert 4 <= len(mine) <= 7, (cid, len(mine))
-        at, msg, bufs = mine[-1]
+        assert wait_for(lambda: len(mine(cid)) >= 4, timeout=20), (cid, len(mine(cid)), p.stats)
+        got = mine(cid)
+        # the source runs at 8 fps; the panel forwards at most one per 1/2 s per display (its pump sends at
+        # >= 0.95 of the interval): a minimum spacing, whatever the load (rates: bench/bench_panel.py)
+        gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+        assert min(gaps) >= 0.95 * 0.5 - 0.03, (cid, [round(g, 3) for g in gaps])
+        at, msg, bufs = got[-1]
         assert "jpeg" not in msg and "jpeg_b64" not in msg  # no base64 in JSON
         assert len(bufs) == 1 and bytes(bufs[0][:2]) == b"\xff\xd8"  # a real JPEG in a binary buffer
         assert msg["width"] == 480 and msg["height"] == 270
@@ -60,15 +64,15 @@ def test_meter_rate_and_it_follows_real_sound(panel, speech_wav):
     assert wait_for(lambda: len([m for _, m, _ in c.custom("levels") if "mic:default" in m["levels"]]) > 5,
                     timeout=8)  # the mic stream is open
     t0, w0 = time.monotonic(), time.time()
-    time.sleep(2.0)
     assert wait_for(lambda: any(s[0] > w0 + 2.0 for _, m, _ in c.custom("levels")
-                                for s in m.get("samples", {}).get("mic:default", [])), timeout=5)
+                                for s in m.get("samples", {}).get("mic:default", [])), timeout=10)
     lv = [m for at, m, _ in c.custom("levels") if "mic:default" in m["levels"]]
     samples = [s for m in lv for s in m["samples"]["mic:default"]]
     in_window = [s for s in samples if w0 <= s[0] < w0 + 2.0]  # by audio time: late delivery still counts
     assert len(in_window) / 2.0 >= 15, (f"{len(in_window) / 2.0:.1f} meter samples/s", w0,
                                         [round(s[0] - w0, 3) for s in samples], p.stats)
-    assert len([m for at, m, _ in c.custom("levels") if t0 <= at < t0 + 2]) / 2.0 <= 17  # batched at 15 Hz
+    sent = [at for at, m, _ in c.custom("levels") if at >= t0]
+    assert min(b - a for a, b in zip(sent, sent[1:])) >= 0.95 / 15 - 0.02  # batched: one message per 1/15 s at most
     assert [s[0] for s in samples] == sorted(s[0] for s in samples)
     quiet = max(m["levels"]["mic:default"]["rms"] for m in lv)
     t1 = time.monotonic()

@@ -14,13 +14,13 @@ from vdbnb.media.encode import AudioEncoder, VideoEncoder
 from vdbnb.media.fragmenter import Fragmenter
 from vdbnb.media.mux import mux_mp4, probe_duration
 from vdbnb.media.fragments import unpack
-from vdbnb.recorder.devices import _mss
+from vdbnb.recorder.devices import open_mss
 
 from rigutil import Xterm, envelope, play, read_wav, resample, tts, xcorr_max
 
 
 def grab(index: int) -> np.ndarray:
-    with _mss() as s:
+    with open_mss() as s:
         shot = s.grab(s.monitors[index])
         return np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4).copy()
 

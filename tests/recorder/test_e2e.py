@@ -103,7 +103,12 @@ def test_end_to_end(rig, server, tmp_path, spool_dir):
     assert abs(dur - wall) < 0.5, f"export lasts {dur:.2f}s for {wall:.2f}s of wall time"
     with av.open(main["path"]) as cont:
         n_video = sum(1 for _ in cont.decode(video=0))
-    assert n_video >= 8 * wall * 0.8
+    # the per-channel video options reached each encoder (frame rates themselves are bench_recorder's figure)
+    fps = {cid: {load_fragments([f])[0].codec_info.get("fps") for f in frags[cid]} for cid in ("display:1", "display:2")}
+    assert fps == {"display:1": {8.0}, "display:2": {2.0}}, fps
+    with av.open(mux_mp4(tmp_path / "d2-count.mp4", frags["display:2"])["path"]) as cont:
+        n_video2 = sum(1 for _ in cont.decode(video=0))
+    assert n_video > n_video2 > 0, (n_video, n_video2)  # 8 fps, every frame vs 2 fps, unchanged frames skipped
 
     # --- display 2 shows the red window after it moved there ---------------------------------------------
     d2 = mux_mp4(tmp_path / "d2.mp4", frags["display:2"])

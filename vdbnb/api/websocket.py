@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
 from typing import AsyncGenerator, Callable
@@ -66,8 +67,12 @@ class WebSocketConnection:
 class EventListener:
     """Runs a websocket on a background thread (the kernel never blocks) and calls ``on_event(Event)``.
 
-    Reconnects with backoff; ``connection_id`` stays the same across reconnects so targeted events keep
-    arriving. Used by the notebook layer."""
+    Reconnects with websockets' jittered exponential backoff (0.2 s doubling up to 5 s); ``connection_id``
+    stays the same across reconnects so targeted events keep arriving. Every attempt needs a fresh URL (a
+    single-use ticket), so websockets' reconnecting ``connect()`` iterator, which reuses one URI, does not
+    fit here. The last ``ERRORS_KEPT`` errors are kept in ``errors``. Used by the notebook layer."""
+
+    ERRORS_KEPT = 50
 
     def __init__(self, url_factory: Callable[[], str], on_event: Callable[[Event], None],
                  all_events: bool = True) -> None:
@@ -78,12 +83,12 @@ class EventListener:
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vdbnb-events", daemon=True)
-        self.errors: list[str] = []
+        self.errors: collections.deque[str] = collections.deque(maxlen=self.ERRORS_KEPT)
 
     def start(self, timeout: float = 10) -> "EventListener":
         self._thread.start()
         if not self.connected.wait(timeout):
-            raise ConnectionError(f"could not open the event websocket: {self.errors[-1:] or 'timeout'}")
+            raise ConnectionError(f"could not open the event websocket: {list(self.errors)[-1:] or 'timeout'}")
         return self
 
     def stop(self) -> None:
@@ -94,7 +99,9 @@ class EventListener:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        delay = 0.2
+        from websockets.client import backoff
+
+        delays = backoff(0.2, 0.2, 5.0, 2.0)
         ws = WebSocketConnection(self._url_factory(), all_events=self.all_events)
         while not self._stop.is_set():
             try:
@@ -102,7 +109,7 @@ class EventListener:
                 await ws.connect()
                 self.connection_id = ws.connection_id
                 self.connected.set()
-                delay = 0.2
+                delays = backoff(0.2, 0.2, 5.0, 2.0)
                 while not self._stop.is_set():
                     try:
                         raw = await asyncio.wait_for(ws._connection.recv(), timeout=0.5)
@@ -119,8 +126,7 @@ class EventListener:
                             self.errors.append(f"on_event failed: {e!r}")
             except Exception as e:
                 self.errors.append(repr(e))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(next(delays))
                 try:
                     ws = WebSocketConnection(self._url_factory(), all_events=self.all_events)
                 except Exception as e2:

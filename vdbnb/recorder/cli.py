@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     if a.resend:
         from pathlib import Path
 
-        from vdbnb.recorder.core import resend_spool
+        from vdbnb.recorder.resend import resend_spool
 
         if not settings.url or not settings.client_token:
             ap.error("--resend needs --api-url and --token")

@@ -7,19 +7,11 @@ default source and the default sink's monitor). Nothing here knows the rig's nam
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from vdbnb.config import child_env
-
-class DeviceError(RuntimeError):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+from vdbnb.recorder import pulse
 
 
 @dataclass
@@ -42,7 +34,7 @@ def list_displays(display: str | None) -> list[ChannelInfo]:
         return []
 
     try:
-        with _mss() as m:
+        with open_mss() as m:
             mons = m.monitors
     except Exception:  # no X server / no permission
         return []
@@ -59,7 +51,7 @@ def list_displays(display: str | None) -> list[ChannelInfo]:
     return out
 
 
-def _mss():
+def open_mss():
     import mss
 
     cls = getattr(mss, "MSS", None) or mss.mss
@@ -72,70 +64,19 @@ def _is_mac() -> bool:
     return sys.platform == "darwin"
 
 
-# ---------------------------------------------------------------- audio (pactl)
-def _pactl(*args: str, timeout: float = 5) -> str:
-    exe = shutil.which("pactl")
-    if not exe:
-        raise DeviceError("NO_SOUND_SERVER", "pactl not found: install pulseaudio-utils (PulseAudio or "
-                                             "PipeWire-pulse) to capture audio")
-    r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
-                       env=child_env({"LC_ALL": "C"}))
-    if r.returncode != 0:
-        raise DeviceError("NO_SOUND_SERVER", f"pactl {' '.join(args)} failed: {r.stderr.strip() or r.stdout.strip()}"
-                                             " (is PulseAudio/PipeWire running and PULSE_SERVER set?)")
-    return r.stdout
-
-
-def parse_sources(text: str) -> list[dict[str, Any]]:
-    """Parse ``pactl list sources`` (C locale) into dicts with name, description, monitor_of, spec."""
-    out: list[dict[str, Any]] = []
-    cur: dict[str, Any] | None = None
-    for line in text.splitlines():
-        if re.match(r"^Source #\d+", line):
-            cur = {"index": int(line.split("#")[1]), "monitor_of": None}
-            out.append(cur)
-            continue
-        if cur is None:
-            continue
-        s = line.strip()
-        if s.startswith("Name:"):
-            cur["name"] = s.split(":", 1)[1].strip()
-        elif s.startswith("Description:"):
-            cur["description"] = s.split(":", 1)[1].strip()
-        elif s.startswith("Monitor of Sink:"):
-            v = s.split(":", 1)[1].strip()
-            cur["monitor_of"] = None if v in ("n/a", "") else v
-        elif s.startswith("Sample Specification:"):
-            cur["spec"] = s.split(":", 1)[1].strip()
-        elif s.startswith("State:"):
-            cur["state"] = s.split(":", 1)[1].strip()
-    return [c for c in out if c.get("name")]
-
-
-def pulse_defaults() -> tuple[str | None, str | None]:
-    info = _pactl("info")
-    src = sink = None
-    for line in info.splitlines():
-        if line.startswith("Default Source:"):
-            src = line.split(":", 1)[1].strip()
-        elif line.startswith("Default Sink:"):
-            sink = line.split(":", 1)[1].strip()
-    return src, sink
-
-
+# ---------------------------------------------------------------- audio (the sound server)
 def list_audio() -> list[ChannelInfo]:
-    sources = parse_sources(_pactl("list", "sources"))
-    dsrc, dsink = pulse_defaults()
-    dmon = None
-    for s in sources:
-        if s["monitor_of"] and s["monitor_of"] == dsink:
-            dmon = s["name"]
+    """Microphones (inputs) and system audio (monitors of sinks), with the stable aliases ``mic:default`` and
+    ``system_audio:default`` first; raises pulse.SoundServerError without a sound server."""
+    srcs = pulse.sources()
+    dsrc, dsink = pulse.defaults()
+    dmon = next((s.name for s in srcs if s.monitor_of and s.monitor_of == dsink), None)
     mics, sysa = [], []
-    for s in sources:
-        name, desc = s["name"], s.get("description") or s["name"]
-        if s["monitor_of"]:
+    for s in srcs:
+        name, desc = s.name, s.description
+        if s.monitor_of:
             sysa.append(ChannelInfo(f"system_audio:{name}", "audio", desc, is_default=name == dmon,
-                                    extra={"source": name, "monitor_of": s["monitor_of"]}))
+                                    extra={"source": name, "monitor_of": s.monitor_of}))
         else:
             mics.append(ChannelInfo(f"mic:{name}", "audio", desc, is_default=name == dsrc,
                                     extra={"source": name}))
@@ -161,7 +102,7 @@ def list_channels(display: str | None) -> tuple[list[ChannelInfo], list[dict[str
                                                          "screens cannot be captured"})
     try:
         chans += list_audio()
-    except DeviceError as e:
+    except pulse.SoundServerError as e:
         problems.append({"code": e.code, "message": e.message})
     except (OSError, subprocess.SubprocessError) as e:
         problems.append({"code": "NO_SOUND_SERVER", "message": f"cannot list audio sources: {e}"})

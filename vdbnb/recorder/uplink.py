@@ -96,6 +96,7 @@ class Spool:
 # nacks the server sends when it cannot store a fragment *for now* (HTTP 507): not a rejection, send it again
 RETRY_CODES = {"DISK_FULL", "STORAGE_ERROR"}
 RETRY_AFTER_S = 1.0
+ERRORS_KEPT = 20  # connection errors remembered (a long outage must not grow a list without bound)
 
 
 class Uplink:
@@ -120,6 +121,7 @@ class Uplink:
         self._closing = False
         self._last_progress = 0.0
         self.last_error: str | None = None
+        self.errors: collections.deque = collections.deque(maxlen=ERRORS_KEPT)  # (time, text), newest last
         self.hello: dict | None = None
         self._acked_set: dict[str, set[int]] = {}
         self._outq: collections.deque = collections.deque()   # to send on the current connection
@@ -155,8 +157,7 @@ class Uplink:
         data = await self._post("/capture/session/start", body)
         self.ingest_url = data.get("ingest_url")
         if not self.ingest_url:
-            base = self.api_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-            self.ingest_url = f"{base}/capture/session/{self.session_id}/ingest"
+            self.ingest_url = self._default_ingest_url()
         elif self.ingest_url.startswith("http"):
             self.ingest_url = self.ingest_url.replace("http", "ws", 1)
         for c in data.get("channels") or []:
@@ -205,135 +206,85 @@ class Uplink:
     def run(self):
         self._task = asyncio.create_task(self._run())
 
-    async def _run(self):
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidStatus
+    def resume_spooled(self) -> None:
+        """Resend what the spool holds without R1 (``vdbnb record --resend``): everything spooled is pending and
+        the ingest websocket is the server's default one for this session."""
+        self.pending = self.spool.pending()
+        self.ingest_url = self._default_ingest_url()
 
-        delay = 0.1
+    def _default_ingest_url(self) -> str:
+        base = self.api_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        return f"{base}/capture/session/{self.session_id}/ingest"
+
+    # ---------------------------------------------------------------- the ingest websocket
+    async def _run(self):
+        """websockets' reconnecting ``connect()``: a failed attempt is retried after a jittered exponential
+        backoff (0.1 s doubling up to ``backoff_cap``); a dropped connection is reopened at once. Every error
+        is kept (the last ``ERRORS_KEPT``) and the latest one is ``last_error``."""
+        from websockets.asyncio.client import connect
+        from websockets.client import backoff
+
         first = True
-        while not self._closing:
-            try:
-                async with connect(self.ingest_url, additional_headers={"x-access-token": self.token},
-                                   max_size=None, compression=None, open_timeout=3, ping_interval=5, ping_timeout=5,
-                                   close_timeout=1) as ws:
-                    hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
-                    self.hello = hello
-                    for cid, last in (hello.get("acked") or {}).items():
-                        self._prune(cid, int(last))
-                    if not first:
-                        self.stats["reconnects"] += 1
-                    first = False
-                    delay = 0.1
-                    self.connected.set()
-                    self.last_error = None
-                    await self._session(ws)
-            except asyncio.CancelledError:
-                raise
-            except InvalidStatus as e:
-                code = e.response.status_code
-                self.last_error = f"ingest websocket refused ({code})"
-                if code in (401, 403):
-                    self.emit("error", {"code": "AUTH_FAILED", "message": "the ingest websocket refused the "
-                                        "client token; fragments stay in the spool at " + str(self.spool.dir)})
-            except Exception as e:  # noqa: BLE001 - reconnect on anything
-                self.last_error = f"{type(e).__name__}: {e}"
-            self.connected.clear()
+        attempts = connect(self.ingest_url, additional_headers={"x-access-token": self.token}, max_size=None,
+                           compression=None, open_timeout=3, ping_interval=5, ping_timeout=5, close_timeout=1,
+                           process_exception=self._retry_connect,
+                           reconnect_delays=lambda: backoff(0.1, 0.1, self.backoff_cap, 2.0))
+        async for ws in attempts:
             if self._closing:
                 break
-            await asyncio.sleep(delay)
-            delay = min(self.backoff_cap, delay * 2)
+            try:
+                await self._hello(ws)
+                if not first:
+                    self.stats["reconnects"] += 1
+                first = False
+                await self._session(ws)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the connection broke: reconnect
+                self._error(f"{type(e).__name__}: {e}")
+            finally:
+                self.connected.clear()
+            if self._closing:
+                break
+
+    def _retry_connect(self, e: Exception) -> None:
+        """websockets' process_exception: every failed attempt is retried (the fragments wait in the spool);
+        a refused client token is said once per attempt so the user can act."""
+        from websockets.exceptions import InvalidStatus
+
+        if isinstance(e, InvalidStatus):
+            code = e.response.status_code
+            self._error(f"ingest websocket refused ({code})")
+            if code in (401, 403):
+                self.emit("error", {"code": "AUTH_FAILED", "message": "the ingest websocket refused the client "
+                                    "token; fragments stay in the spool at " + str(self.spool.dir)})
+        else:
+            self._error(f"{type(e).__name__}: {e}")
+        return None
+
+    def _error(self, text: str) -> None:
+        self.last_error = text
+        self.errors.append((round(time.time(), 3), text))
+
+    async def _hello(self, ws) -> None:
+        """The server's first message says what it has: acknowledged fragments leave the spool."""
+        self.hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        for cid, last in (self.hello.get("acked") or {}).items():
+            self._prune(cid, int(last))
+        self.connected.set()
+        self.last_error = None
 
     async def _session(self, ws):
+        """One connection: resend everything unacknowledged (seq order, channels interleaved), then send new
+        fragments as they come, while a reader task handles acks and nacks."""
         inflight: dict[tuple[str, int], int] = {}
-
-        async def reader():
-            async for msg in ws:
-                if isinstance(msg, bytes):
-                    continue
-                m = json.loads(msg)
-                t = m.get("type")
-                if t == "ack":
-                    cid, seq = m["channel_id"], int(m["seq"])
-                    p = self.pending.get(cid, {}).pop(seq, None)
-                    size = inflight.pop((cid, seq), 0)
-                    if p is not None:
-                        try:
-                            p.unlink()
-                        except OSError:
-                            pass
-                        self.stats["acked"] += 1
-                        self.stats["bytes_acked"] += size
-                    ok = self._acked_set.setdefault(cid, set())
-                    ok.add(seq)
-                    last = self.acked_last.get(cid, -1)
-                    while last + 1 in ok:
-                        last += 1
-                        ok.discard(last)
-                    self.acked_last[cid] = last
-                    self._progress()
-                elif t == "nack" and m.get("error_code") in RETRY_CODES and m.get("seq") is not None \
-                        and int(m["seq"]) in self.pending.get(m.get("channel_id"), {}):
-                    # the server could not store it now (disk full): it stays pending and is sent again later
-                    cid, seq = m["channel_id"], int(m["seq"])
-                    self.stats["retried"] = self.stats.get("retried", 0) + 1
-                    inflight.pop((cid, seq), None)
-                    path = self.pending[cid][seq]
-                    asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, cid, seq, path)
-                    code = m["error_code"]
-                    if time.time() - self._err_at.get(code, 0.0) >= 5.0:
-                        self._err_at[code] = time.time()
-                        self.emit("error", {"code": code, "channel_id": cid, "seq": seq,
-                                            "message": f"the server could not store fragment {cid}#{seq}: "
-                                                       f"{m.get('message')}; it stays in the spool at "
-                                                       f"{self.spool.dir} and is sent again every "
-                                                       f"{RETRY_AFTER_S:.0f} s"})
-                elif t == "nack":
-                    cid, seq = m.get("channel_id"), m.get("seq")
-                    self.stats["nacked"] += 1
-                    self.rejected.append(m)
-                    if cid is not None and seq is not None:
-                        p = self.pending.get(cid, {}).pop(int(seq), None)
-                        if p is not None:  # keep the bytes, out of the resend queue
-                            rej = p.parent / "rejected"
-                            rej.mkdir(exist_ok=True)
-                            try:
-                                os.replace(p, rej / p.name)
-                            except OSError:
-                                pass
-                        inflight.pop((cid, int(seq)), None)
-                    self.emit("error", {"code": m.get("error_code") or "NACK", "channel_id": cid, "seq": seq,
-                                        "message": f"server rejected fragment {cid}#{seq}: {m.get('message')}"})
-                    self._wake.set()
-
-        async def reader_wrap():
-            try:
-                await reader()
-            finally:
-                self._wake.set()
-
-        # a new connection resends everything unacknowledged, in seq order (channels interleaved)
         self._outq = collections.deque(sorted(((c, q, p, None) for c, d in self.pending.items()
                                                for q, p in d.items()), key=lambda x: (x[1], x[0])))
-        rtask = asyncio.create_task(reader_wrap())
+        rtask = asyncio.create_task(self._read_replies(ws, inflight))
         try:
             while not rtask.done():
                 while self._outq and not rtask.done():
-                    cid, seq, path, data = self._outq.popleft()
-                    if seq not in self.pending.get(cid, {}):
-                        continue  # acked meanwhile
-                    if data is None:
-                        try:
-                            data = path.read_bytes()
-                        except OSError:
-                            self.pending.get(cid, {}).pop(seq, None)
-                            continue
-                    await ws.send(data)
-                    inflight[(cid, seq)] = len(data)
-                    self.stats["sent"] += 1
-                    if seq <= self._max_sent.get(cid, -1):
-                        self.stats["resent"] += 1
-                    else:
-                        self._max_sent[cid] = seq
+                    await self._send_next(ws, inflight)
                 if rtask.done():
                     break
                 self._wake.clear()
@@ -342,6 +293,95 @@ class Uplink:
             rtask.result()
         finally:
             rtask.cancel()
+
+    async def _send_next(self, ws, inflight: dict) -> None:
+        cid, seq, path, data = self._outq.popleft()
+        if seq not in self.pending.get(cid, {}):
+            return  # acked meanwhile
+        if data is None:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                self.pending.get(cid, {}).pop(seq, None)
+                return
+        await ws.send(data)
+        inflight[(cid, seq)] = len(data)
+        self.stats["sent"] += 1
+        if seq <= self._max_sent.get(cid, -1):
+            self.stats["resent"] += 1
+        else:
+            self._max_sent[cid] = seq
+
+    async def _read_replies(self, ws, inflight: dict) -> None:
+        try:
+            async for msg in ws:
+                if isinstance(msg, bytes):
+                    continue
+                m = json.loads(msg)
+                if m.get("type") == "ack":
+                    self._on_ack(m, inflight)
+                elif m.get("type") == "nack" and m.get("error_code") in RETRY_CODES and m.get("seq") is not None \
+                        and int(m["seq"]) in self.pending.get(m.get("channel_id"), {}):
+                    self._on_retryable_nack(m, inflight)
+                elif m.get("type") == "nack":
+                    self._on_rejection(m, inflight)
+        finally:
+            self._wake.set()
+
+    def _on_ack(self, m: dict, inflight: dict) -> None:
+        """Stored by the server: the spooled copy goes, the contiguous acked seq moves on."""
+        cid, seq = m["channel_id"], int(m["seq"])
+        p = self.pending.get(cid, {}).pop(seq, None)
+        size = inflight.pop((cid, seq), 0)
+        if p is not None:
+            try:
+                p.unlink()
+            except OSError:
+                pass
+            self.stats["acked"] += 1
+            self.stats["bytes_acked"] += size
+        ok = self._acked_set.setdefault(cid, set())
+        ok.add(seq)
+        last = self.acked_last.get(cid, -1)
+        while last + 1 in ok:
+            last += 1
+            ok.discard(last)
+        self.acked_last[cid] = last
+        self._progress()
+
+    def _on_retryable_nack(self, m: dict, inflight: dict) -> None:
+        """The server could not store it now (disk full): it stays pending and is sent again later."""
+        cid, seq = m["channel_id"], int(m["seq"])
+        self.stats["retried"] = self.stats.get("retried", 0) + 1
+        inflight.pop((cid, seq), None)
+        path = self.pending[cid][seq]
+        asyncio.get_running_loop().call_later(RETRY_AFTER_S, self._retry, cid, seq, path)
+        code = m["error_code"]
+        if time.time() - self._err_at.get(code, 0.0) >= 5.0:
+            self._err_at[code] = time.time()
+            self.emit("error", {"code": code, "channel_id": cid, "seq": seq,
+                                "message": f"the server could not store fragment {cid}#{seq}: {m.get('message')}; "
+                                           f"it stays in the spool at {self.spool.dir} and is sent again every "
+                                           f"{RETRY_AFTER_S:.0f} s"})
+
+    def _on_rejection(self, m: dict, inflight: dict) -> None:
+        """Rejected for good: the bytes are kept aside (``rejected/``), out of the resend queue."""
+        cid, seq = m.get("channel_id"), m.get("seq")
+        self.stats["nacked"] += 1
+        self.rejected.append(m)
+        if cid is not None and seq is not None:
+            p = self.pending.get(cid, {}).pop(int(seq), None)
+            if p is not None:
+                rej = p.parent / "rejected"
+                rej.mkdir(exist_ok=True)
+                try:
+                    os.replace(p, rej / p.name)
+                except OSError:
+                    pass
+            inflight.pop((cid, int(seq)), None)
+        self.emit("error", {"code": m.get("error_code") or "NACK", "channel_id": cid, "seq": seq,
+                            "message": f"server rejected fragment {cid}#{seq}: {m.get('message')}"})
+        self._wake.set()
 
     def _retry(self, cid: str, seq: int, path: Path):
         if seq in self.pending.get(cid, {}):

@@ -20,28 +20,34 @@ from .sessions import ACTIVE, FAILED, STARTING, STOPPED, STOPPING
 log = logging.getLogger("vdbnb.server")
 
 
-async def watchdog(ctx: Context, grace: float) -> None:
-    """A recorder that vanished (no ingest link, no media) for `grace` seconds ends its session."""
+def end_lost_sessions(ctx: Context, grace: float) -> None:
+    """End every recording session whose recorder vanished (no ingest link, no media) for ``grace`` seconds.
+    Blocking (SQLite): the watchdog runs it off the event loop."""
     from .store import now
+    rows = ctx.store.all("SELECT id, status, last_media_at FROM sessions WHERE status IN (?,?,?)",
+                         (STARTING, ACTIVE, STOPPING))
+    for r in rows:
+        if ctx.ingest.connections.get(r["id"], 0) > 0:
+            continue
+        if (r["last_media_at"] or 0) + grace > now():
+            continue
+        sid = r["id"]
+        if r["status"] == STARTING:
+            ctx.sessions.transition(sid, FAILED, error="recorder_lost: no media arrived after start")
+        else:
+            if r["status"] == ACTIVE:
+                ctx.store.update("sessions", "id", sid, error="recorder_lost")
+                ctx.sessions.transition(sid, STOPPING, data={"reason": "recorder_lost"})
+            ctx.sessions.transition(sid, STOPPED, data={"reason": "recorder_lost"})
+        log.warning("session %s: recorder lost for %.0fs, session ended", sid, grace)
+
+
+async def watchdog(ctx: Context, grace: float) -> None:
+    """Every 0.5 s, :func:`end_lost_sessions` in a worker thread."""
     while True:
         await asyncio.sleep(0.5)
         try:
-            rows = ctx.store.all("SELECT id, status, last_media_at FROM sessions WHERE status IN (?,?,?)",
-                                 (STARTING, ACTIVE, STOPPING))
-            for r in rows:
-                if ctx.ingest.connections.get(r["id"], 0) > 0:
-                    continue
-                if (r["last_media_at"] or 0) + grace > now():
-                    continue
-                sid = r["id"]
-                if r["status"] == STARTING:
-                    ctx.sessions.transition(sid, FAILED, error="recorder_lost: no media arrived after start")
-                else:
-                    if r["status"] == ACTIVE:
-                        ctx.store.update("sessions", "id", sid, error="recorder_lost")
-                        ctx.sessions.transition(sid, STOPPING, data={"reason": "recorder_lost"})
-                    ctx.sessions.transition(sid, STOPPED, data={"reason": "recorder_lost"})
-                log.warning("session %s: recorder lost for %.0fs, session ended", sid, grace)
+            await asyncio.to_thread(end_lost_sessions, ctx, grace)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -57,8 +63,8 @@ def create_app(settings: Settings) -> FastAPI:
         from .store import now
         ctx.hub.bind(asyncio.get_running_loop())
         # sessions that were recording when the server went down get a fresh grace period
-        ctx.store.execute("UPDATE sessions SET last_media_at=? WHERE status IN (?,?,?)",
-                          (now(), STARTING, ACTIVE, STOPPING))
+        await asyncio.to_thread(ctx.store.execute, "UPDATE sessions SET last_media_at=? WHERE status IN (?,?,?)",
+                                (now(), STARTING, ACTIVE, STOPPING))
         ctx.outbox.start()
         await asyncio.to_thread(ctx.kernel.recover)   # cells stored just before a crash get their events
         wd = asyncio.create_task(watchdog(ctx, grace))

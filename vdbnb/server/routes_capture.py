@@ -125,7 +125,7 @@ def websocket_url(cid: str, request: Request, p: Principal = Depends(reader)):
 async def events_ws(ws: WebSocket, cid: str):
     ctx = ws.app.state.ctx
     try:
-        coll = ctx.auth.check_ws_ticket(ws.query_params.get("ticket"))
+        coll = await asyncio.to_thread(ctx.auth.check_ws_ticket, ws.query_params.get("ticket"))
         if coll != cid:
             raise APIError(403, "ticket is for another collection", "WRONG_COLLECTION")
     except APIError as e:
@@ -221,7 +221,7 @@ def stop_capture(sid: str, request: Request, p: Principal = Depends(principal)):
 @router.post("/capture/session/{sid}/fragment", tags=["recorder"])
 async def post_fragment(sid: str, request: Request, p: Principal = Depends(principal)):
     ctx = ctx_of(request)
-    _session_for_client(request, p, sid)
+    await asyncio.to_thread(_session_for_client, request, p, sid)
     buf = await request.body()
     try:
         frag, dup = await asyncio.to_thread(ctx.ingest.accept, sid, buf)
@@ -235,18 +235,16 @@ async def ingest_ws(ws: WebSocket, sid: str):
     ctx = ws.app.state.ctx
     token = ws.headers.get("x-access-token") or ws.query_params.get("token")
     try:
-        p = ctx.auth.authenticate(token)
-        row = _session_for_client(ws, p, sid)
+        p = await asyncio.to_thread(ctx.auth.authenticate, token)
+        row = await asyncio.to_thread(_session_for_client, ws, p, sid)
     except APIError as e:
         await ws.close(code=4401 if e.status == 401 else 4403 if e.status == 403 else 4404, reason=e.message[:120])
         return
     await ws.accept()
     ctx.ingest.connections[sid] = ctx.ingest.connections.get(sid, 0) + 1
-    if ctx.sessions.resume_if_lost(sid):
-        row = ctx.sessions.row(sid)
     try:
-        await ws.send_json({"type": "hello", "session_id": sid, "status": row["status"],
-                            "acked": ctx.ingest.acked(sid)})
+        row, acked = await asyncio.to_thread(_resume, ctx, sid, row)
+        await ws.send_json({"type": "hello", "session_id": sid, "status": row["status"], "acked": acked})
         while True:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
@@ -271,7 +269,15 @@ async def ingest_ws(ws: WebSocket, sid: str):
         pass
     finally:
         ctx.ingest.connections[sid] = max(0, ctx.ingest.connections.get(sid, 1) - 1)
-        ctx.store.update("sessions", "id", sid, last_media_at=now())
+        await asyncio.to_thread(ctx.store.update, "sessions", "id", sid, last_media_at=now())
+
+
+def _resume(ctx, sid: str, row: dict) -> tuple[dict, dict]:
+    """A recorder (re)connected: a session ended as recorder_lost within the grace resumes; returns the
+    session row and what the server holds per channel (the hello)."""
+    if ctx.sessions.resume_if_lost(sid):
+        row = ctx.sessions.row(sid)
+    return row, ctx.ingest.acked(sid)
 
 
 def _peek_header(data: bytes) -> dict:

@@ -65,7 +65,7 @@ class Outbox:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             while True:
                 try:
-                    heads = self._heads()
+                    heads = await asyncio.to_thread(self._heads)
                     due = [h for h in heads if (h["next_attempt_at"] or 0) <= now()]
                     if due:
                         await asyncio.gather(*(self._deliver(client, h) for h in due))
@@ -93,16 +93,16 @@ class Outbox:
         try:
             r = await client.post(row["url"], content=body, headers=headers)
             if 200 <= r.status_code < 300:
-                self.store.update("webhook_outbox", "id", row["id"], delivered_at=now(),
-                                  attempts=row["attempts"] + 1, last_error=None)
+                await asyncio.to_thread(self.store.update, "webhook_outbox", "id", row["id"], delivered_at=now(),
+                                        attempts=row["attempts"] + 1, last_error=None)
                 return
             error = f"HTTP {r.status_code}"
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"
         attempts = row["attempts"] + 1
         backoff = min(self.max_backoff, 0.25 * (2 ** min(attempts, 10)))
-        self.store.update("webhook_outbox", "id", row["id"], attempts=attempts, last_error=error,
-                          next_attempt_at=time.time() + backoff)
+        await asyncio.to_thread(self.store.update, "webhook_outbox", "id", row["id"], attempts=attempts,
+                                last_error=error, next_attempt_at=time.time() + backoff)
         if attempts in (1, 5) or attempts % 20 == 0:
             log.warning("webhook %s to %s failed (%s); attempt %d, retrying in %.1fs",
                         row["msg_id"], row["url"], error, attempts, backoff)

@@ -9,63 +9,43 @@ grabbing; the audio callback runs on PortAudio's thread), so the kernel stays fr
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 import threading
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-from vdbnb.config import pulse_source
+from vdbnb.config import Settings, pulse_source
+from vdbnb.recorder.devices import open_mss, list_channels
 from vdbnb.widgets.sources import Listeners
 
 Listener = Callable[[str, dict], None]
 
 
-def _mss():
-    import mss
-    return mss.MSS() if hasattr(mss, "MSS") else mss.mss()
-
-
-def _pactl(*args: str) -> str | None:
-    if not shutil.which("pactl"):
-        return None
-    try:
-        out = subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=3)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def list_displays() -> list[dict]:
-    try:
-        with _mss() as sct:
-            mons = sct.monitors[1:]
-    except Exception:  # noqa: BLE001 - no display: no screen channels
-        return []
+def preview_channels() -> list[dict]:
+    """The recorder's channels (one discovery: :func:`vdbnb.recorder.devices.list_channels`) that the preview
+    shows: every display, the default microphone and the default system audio."""
+    chans, _problems = list_channels(Settings.from_env().display)
     out = []
-    for i, m in enumerate(mons, start=1):
-        label = m.get("output") or f"Display {i}"
-        out.append({"channel_id": f"display:{i}", "type": "video", "category": "screen",
-                    "name": f"{label} · {m['width']}×{m['height']}", "monitor": i,
-                    "is_primary": bool(m.get("is_primary", i == 1))})
+    for c in chans:
+        if c.type == "video":
+            out.append({"channel_id": c.channel_id, "type": "video", "category": "screen",
+                        "name": f"{c.extra.get('output') or 'Display ' + c.channel_id[8:]} · "
+                                f"{c.extra['width']}×{c.extra['height']}",
+                        "monitor": int(c.channel_id.split(":", 1)[1]), "is_primary": bool(c.extra["is_primary"])})
+        elif c.channel_id in ("mic:default", "system_audio:default") and _portaudio_ok():
+            out.append({"channel_id": c.channel_id, "type": "audio", "category": c.channel_id.split(":")[0],
+                        "name": c.name, "pulse_source": c.extra["source"]})
     return out
 
 
-def list_audio_inputs() -> list[dict]:
+def _portaudio_ok() -> bool:
     try:
         import sounddevice as sd
         sd.query_devices(kind="input")
+        return True
     except Exception:  # noqa: BLE001 - no PortAudio or no input device
-        return []
-    out = [{"channel_id": "mic:default", "type": "audio", "category": "mic", "name": "Microphone (default input)",
-            "pulse_source": None}]
-    sink = _pactl("get-default-sink")
-    if sink:
-        out.append({"channel_id": "system_audio:default", "type": "audio", "category": "system_audio",
-                    "name": f"System audio ({sink})", "pulse_source": f"{sink}.monitor"})
-    return out
+        return False
 
 
 class LocalPreviewSource:
@@ -88,7 +68,7 @@ class LocalPreviewSource:
     # ---- PreviewSource -----------------------------------------------------------------------
     def list_channels(self) -> list[dict]:
         if self._channels is None:
-            self._channels = list_displays() + list_audio_inputs()
+            self._channels = preview_channels()
         return [dict(c) for c in self._channels]
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -151,7 +131,7 @@ class LocalPreviewSource:
         from PIL import Image
         period = 1.0 / self.thumb_fps
         try:
-            sct = _mss()
+            sct = open_mss()
         except Exception as e:  # noqa: BLE001
             self._emit("error", {"code": "NO_DISPLAY", "message": f"cannot open the display: {e}"})
             return

@@ -76,7 +76,7 @@ class AudioWorker(Worker):
 
     def accurate_pass(self, rts: dict) -> None:
         """After the session stopped: re-transcribe with the accurate model; replace the live finals."""
-        from ...ai.stt import accurate_pass
+        from ...ai.accurate import accurate_pass
         from ...media.decode import decode_audio
         paths = self.ctx.ingest.fragment_paths(rts["id"])
         if not paths:

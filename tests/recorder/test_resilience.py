@@ -14,6 +14,26 @@ from rigutil import backend_session, seqs, server_fragments
 CH = ["display:1", "mic:default"]
 
 
+def wait_until(pred, timeout: float, what: str, last=lambda: ""):
+    """Poll ``pred`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout:.0f}s: {what} ({last()})")
+
+
+def acked_each(c, n: int) -> bool:
+    """Every channel has at least ``n`` fragments acknowledged by the server."""
+    acked = c.stats().get("acked") or {}
+    return all(acked.get(cid, -1) + 1 >= n for cid in CH)
+
+
+def unacked(c) -> int:
+    return sum((c.stats().get("unacked") or {}).values())
+
+
 def start(c, sid, spool_dir, **kw):
     ch = c.list_channels()
     chans = [x for x in ch.all() if x.id in CH]
@@ -27,10 +47,14 @@ def test_kill9_recorder_then_resume(rig, server, spool_dir):
     progress = []
     c.on_event(progress.append, ["upload-progress"])
     start(c, sid, spool_dir)
-    time.sleep(5)
+    # (a static screen makes one video fragment per GOP and then none until it changes: one is enough)
+    wait_until(lambda: progress and all(progress[-1].payload["acked"].get(cid, -1) >= 0 for cid in CH), 30,
+               "a fragment of each channel acknowledged")
     acked = dict(progress[-1].payload["acked"])
-    os.kill(c.pid, signal.SIGKILL)
-    time.sleep(0.5)
+    pid = c.pid
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
+               10, "the killed recorder is gone")
     c.shutdown()
     # everything the recorder saw acknowledged is on the server's disk
     on_server = server_fragments(server.data_dir, sid)
@@ -41,7 +65,8 @@ def test_kill9_recorder_then_resume(rig, server, spool_dir):
     c2 = SyncCaptureClient(token, server.url)
     try:
         start(c2, sid, spool_dir)
-        time.sleep(3)
+        wait_until(lambda: all((c2.stats().get("acked") or {}).get(cid, -1) >= acked[cid] + 1 for cid in CH)
+                   and unacked(c2) == 0, 30, "the spool resent and new fragments acknowledged", c2.stats)
         done = c2.stop_session()
     finally:
         c2.shutdown()
@@ -61,13 +86,12 @@ def test_server_killed_and_restarted(rig, server, spool_dir):
     c.on_event(progress.append, ["upload-progress"])
     try:
         start(c, sid, spool_dir)
-        time.sleep(3)
+        wait_until(lambda: acked_each(c, 1), 30, "a fragment of each channel acknowledged", c.stats)
         server.kill()
-        time.sleep(5)
-        mid = c.stats()
-        assert sum(mid["unacked"].values()) > 0  # fragments waited in the spool
+        wait_until(lambda: unacked(c) > 0, 30, "fragments waiting in the spool while the server is down")
         server.start()
-        time.sleep(4)
+        wait_until(lambda: c.stats()["upload"]["reconnects"] >= 1 and unacked(c) == 0, 60,
+                   "reconnected and the spool emptied")
         done = c.stop_session()
     finally:
         c.shutdown()
@@ -87,9 +111,9 @@ def test_stop_with_server_down_keeps_spool(rig, server, spool_dir):
     c = SyncCaptureClient(token, server.url)
     try:
         start(c, sid, spool_dir)
-        time.sleep(2)
+        wait_until(lambda: acked_each(c, 1), 30, "a fragment of each channel acknowledged")
         server.kill()
-        time.sleep(2)
+        wait_until(lambda: unacked(c) > 0, 30, "fragments waiting in the spool while the server is down")
         done = c.stop_session(drain_timeout=2)
         errs = [e.payload for e in c.events if e.event == "error"]
     finally:

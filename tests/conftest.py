@@ -84,7 +84,8 @@ class ServerProc:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server did not answer /health in time")
+        self.kill()  # a server that never answered is not left running
+        raise RuntimeError(f"server did not answer /health within {timeout:.0f}s: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -177,7 +177,7 @@ function render({ model, el }) {
       v.cells.replaceChildren();
       for (const c of cells) {
         const row = h("div", "vdbnb-cell vdbnb-cell-" + (c.status || "ok"));
-        const mark = c.status === "error" ? "✗" : c.status === "private" ? "🔒" : "✓";
+        const mark = c.status === "error" ? "✗" : c.status === "private" ? "∅" : "✓";
         row.append(h("span", "vdbnb-cellmark", mark),
           h("span", "vdbnb-cellnum", c.n !== null && c.n !== undefined ? `[${c.n}]` : "[ ]"),
           h("span", "vdbnb-celltext", c.status === "private" ? "a private cell ran"

@@ -1,4 +1,6 @@
-"""JupyterLab 4 + Debian's Chromium (driven by Playwright) for widget tests and benchmarks, offline.
+"""JupyterLab 4 or Jupyter Notebook 7 + Debian's Chromium (driven by Playwright) for widget tests and benchmarks,
+offline. ``Lab(root, app="notebook")`` serves the same notebooks with Notebook 7 (``/notebooks/<path>``); both
+front ends expose ``window.jupyterapp`` and the same notebook commands, so a test drives them the same way.
 
 Never `playwright install`: the browser is /usr/bin/chromium (apt). Used by tests/browser and bench/.
 """
@@ -45,13 +47,21 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
+FRONT_ENDS = ("lab", "notebook")   # JupyterLab 4, Jupyter Notebook 7
+
+
 class Lab:
-    """`jupyter lab` as a subprocess on a free port, with a throwaway root dir and settings."""
+    """`jupyter lab` (or `jupyter notebook`, Notebook 7, with ``app="notebook"``) as a subprocess on a free port,
+    with a throwaway root dir and settings."""
 
     def __init__(self, root_dir: Path, env: dict | None = None, nodelay: bool = True, python: str | None = None,
-                 repo_on_path: bool = True):
+                 repo_on_path: bool = True, app: str = "lab"):
         """``python``: the interpreter whose JupyterLab (and kernel) runs, default this one; ``repo_on_path``:
-        put this repository first on the kernel's PYTHONPATH (off to test an installed vdbnb)."""
+        put this repository first on the kernel's PYTHONPATH (off to test an installed vdbnb); ``app``: ``lab``
+        (JupyterLab 4) or ``notebook`` (Notebook 7)."""
+        if app not in FRONT_ENDS:
+            raise ValueError(f"app must be one of {FRONT_ENDS}, not {app!r}")
+        self.app = app
         self.nodelay = nodelay
         self.python = python or sys.executable
         self.repo_on_path = repo_on_path
@@ -60,13 +70,15 @@ class Lab:
         self.token = secrets.token_hex(16)
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
-        self.log = self.root / "jupyter-lab.log"
+        self.log = self.root / f"jupyter-{app}.log"
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def url(self, nb: str) -> str:
+        if self.app == "notebook":
+            return f"{self.base}/notebooks/{nb}?token={self.token}"
         return f"{self.base}/lab/tree/{nb}?token={self.token}&reset"
 
     def start(self, timeout: float = 90) -> "Lab":
@@ -85,17 +97,18 @@ class Lab:
         else:
             env.pop("PYTHONPATH", None)
         logf = open(self.log, "ab")
+        expose = "--LabApp.expose_app_in_browser=True" if self.app == "lab" else \
+            "--JupyterNotebookApp.expose_app_in_browser=True"
         self.proc = subprocess.Popen(
-            [self.python, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={self.port}",
+            [self.python, "-m", "jupyter", self.app, "--no-browser", "--allow-root", f"--port={self.port}",
              "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-             "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
-             "--LabServerApp.workspaces_dir=" + str(ws)]
+             expose, "--ServerApp.disable_check_xsrf=True", "--LabServerApp.workspaces_dir=" + str(ws)]
             + (["--ServerApp.jpserver_extensions={'vdbnb.widgets.server_ext': True}"] if self.nodelay else []),
             stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=self.root, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited: {self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"jupyter {self.app} exited: {self.log.read_text()[-3000:]}")
             try:
                 r = httpx.get(f"{self.base}/api/status", params={"token": self.token}, timeout=1)
                 if r.status_code == 200:
@@ -103,7 +116,7 @@ class Lab:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("jupyter lab did not come up in time")
+        raise RuntimeError(f"jupyter {self.app} did not come up in time")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -147,13 +160,14 @@ def run_all(page) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
-RUN_CELL_JS = """async ([code, timeoutMs]) => {
-    // Append a code cell, run it, and time from the run request to its output in the DOM.
+RUN_CELL_JS = """async ([code, timeoutMs, tags]) => {
+    // Append a code cell (with cell tags, if given), run it, and time from the run request to its output.
     const app = window.jupyterapp;
     const nb = app.shell.currentWidget.content;
     await app.commands.execute('notebook:insert-cell-below');
     const cell = nb.activeCell;
     cell.model.sharedModel.setSource(code);
+    if (tags && tags.length) cell.model.setMetadata('tags', tags);
     await new Promise(r => requestAnimationFrame(() => r()));
     let done;
     const shown = new Promise(r => { done = r; });
@@ -187,18 +201,21 @@ def kernel_rtt(page, code: str = "1+1") -> float | None:
     return page.evaluate(KERNEL_RTT_JS, [code])
 
 
-def run_cell(page, code: str, timeout_ms: int = 30000) -> dict:
-    """Run one new cell in the open notebook; returns {ms: request → output shown, text}."""
-    return page.evaluate(RUN_CELL_JS, [code, timeout_ms])
+def run_cell(page, code: str, timeout_ms: int = 30000, tags: list[str] | None = None) -> dict:
+    """Run one new cell (tagged with ``tags``) in the open notebook; returns {ms: request → output shown, text}."""
+    return page.evaluate(RUN_CELL_JS, [code, timeout_ms, tags or []])
 
 
-def have_browser_stack() -> str | None:
-    """None if JupyterLab, Playwright and Chromium are all here; else what is missing."""
+def have_browser_stack(app: str = "lab") -> str | None:
+    """None if JupyterLab (or Notebook 7 for ``app="notebook"``), Playwright and Chromium are all here; else what
+    is missing."""
     try:
         import jupyterlab  # noqa: F401
         import playwright  # noqa: F401
+        if app == "notebook":
+            import notebook  # noqa: F401
     except ImportError as e:
-        return f"missing Python package: {e.name}"
+        return f"missing Python package: {e.name} (pip install 'vdbnb[notebook,test]')"
     if not Path(CHROMIUM).exists():
         return f"{CHROMIUM} missing (apt-get install -y chromium)"
     if not (ROOT / "vdbnb" / "widgets" / "static" / "panel.js").exists():

@@ -1,6 +1,7 @@
-"""CapturePanel in a real JupyterLab 4 + Chromium, on the rig's real screens and microphone.
+"""CapturePanel in a real JupyterLab 4 and a real Jupyter Notebook 7, in Chromium, on the rig's real screens and
+microphone: the same test in both front ends.
 
-RIG_DISPLAY=:96 pytest tests/browser          (screenshot: tests/browser/artifacts/panel.png)
+RIG_DISPLAY=:96 pytest tests/browser          (screenshots: tests/browser/artifacts/panel-<front end>.png)
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from tests.browser.labkit import ARTIFACTS, Lab, browser, have_browser_stack, open_notebook, run_all, \
+from tests.browser.labkit import ARTIFACTS, FRONT_ENDS, Lab, browser, have_browser_stack, open_notebook, run_all, \
     run_cell, window_id, write_notebook, xterm
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.rig]
@@ -63,8 +64,9 @@ def speech_wav(tmp_path):
     return p
 
 
-def test_capture_panel_live_in_jupyterlab(rig, server, tmp_path, speech_wav):
-    missing = have_browser_stack()
+@pytest.mark.parametrize("app", FRONT_ENDS, ids=["jupyterlab4", "notebook7"])
+def test_capture_panel_live(app, rig, server, tmp_path, speech_wav):
+    missing = have_browser_stack(app)
     if missing:
         pytest.skip(missing)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ def test_capture_panel_live_in_jupyterlab(rig, server, tmp_path, speech_wav):
     root.mkdir()
     write_notebook(root / "panel.ipynb", ["from vdbnb.widgets import CapturePanel\npanel = CapturePanel()\npanel"])
     # the kernel's vdbnb.connect() reaches this real server; CapturePanel() drives the real recorder
-    lab = Lab(root, env={**rig, "VDBNB_URL": server.url, "VDBNB_API_KEY": server.api_key}).start()
+    lab = Lab(root, env={**rig, "VDBNB_URL": server.url, "VDBNB_API_KEY": server.api_key}, app=app).start()
     term = None
     try:
         with browser() as page:
@@ -86,6 +88,8 @@ def test_capture_panel_live_in_jupyterlab(rig, server, tmp_path, speech_wav):
             print(f"panel live {time.time() - t_open:.1f} s after opening the notebook")
             cards = page.eval_on_selector_all(".vdbnb-card", "els => els.map(e => e.dataset.channelId)")
             assert cards[:2] == ["display:1", "display:2"] and "mic:default" in cards, cards
+            kernel_box = page.locator('.vdbnb-card[data-channel-id="kernel:current"] input[type=checkbox]')
+            assert kernel_box.count() == 1 and not kernel_box.is_checked()   # offered, off by default
             assert page.evaluate("document.querySelector('.vdbnb-errors').style.display") == "none", \
                 page.inner_text(".vdbnb-errors")  # recorder + server reached: no fallback to local preview
 
@@ -117,7 +121,7 @@ def test_capture_panel_live_in_jupyterlab(rig, server, tmp_path, speech_wav):
             while play.poll() is None:
                 loud.append(page.evaluate(RMS_JS))
                 if not shot_taken and len(loud) > 20 and loud[-1] and loud[-1] > 0.05:
-                    page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel-preview.png"))
+                    page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / f"panel-preview-{app}.png"))
                     shot_taken = True
                 time.sleep(0.05)
             time.sleep(0.6)
@@ -127,8 +131,8 @@ def test_capture_panel_live_in_jupyterlab(rig, server, tmp_path, speech_wav):
             assert max(loud) > 0.03
             assert max(after) < 0.01
             if not shot_taken:
-                page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel-preview.png"))
-            assert (ARTIFACTS / "panel-preview.png").stat().st_size > 10_000
+                page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / f"panel-preview-{app}.png"))
+            assert (ARTIFACTS / f"panel-preview-{app}.png").stat().st_size > 10_000
             # the system-audio meter did not move (speech went to the mic only)
             sys_rms = page.evaluate("""() => +(document.querySelector(
                 '.vdbnb-card[data-channel-id="system_audio:default"]').dataset.rms || 0)""")
@@ -153,7 +157,7 @@ def test_capture_panel_live_in_jupyterlab(rig, server, tmp_path, speech_wav):
             color = page.evaluate("getComputedStyle(document.querySelector('.vdbnb-final')).color")
             assert color in ("rgb(17, 17, 17)", "rgb(0, 0, 0)") or color.startswith("rgba(0, 0, 0"), color
             assert int(page.inner_text(".vdbnb-count-transcript .vdbnb-num")) >= 1
-            page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / "panel.png"))
+            page.locator(".vdbnb-panel").screenshot(path=str(ARTIFACTS / f"panel-{app}.png"))
             page.click(".vdbnb-stop")
             page.wait_for_function("document.querySelector('.vdbnb-panel').dataset.state === 'stopped'",
                                    timeout=60_000)

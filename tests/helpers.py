@@ -204,12 +204,13 @@ def text_image(lines: list[str], size=(1280, 720), dark: bool = False, font_size
 
 
 def screen_fragments(channel_id: str, frames: list[tuple[np.ndarray, dict]], t0: float, fps: float = 2.0,
-                     start_seq: int = 0):
-    """Real H.264 fragments of RGB frames (each held for 1/fps s); ``meta`` (window title…) per frame."""
+                     start_seq: int = 0, gop_s: float = 60.0):
+    """Real H.264 fragments of RGB frames (each held for 1/fps s); ``meta`` (window title…) per frame; a
+    keyframe every ``gop_s`` (the recorder's default: fragments after the first continue its GOP)."""
     from vdbnb.media.encode import VideoEncoder
     from vdbnb.media.fragmenter import Fragmenter
     h, w = frames[0][0].shape[:2]
-    enc = VideoEncoder(w, h, fps=fps)
+    enc = VideoEncoder(w, h, fps=fps, gop_s=gop_s)
     fr = Fragmenter(channel_id, "video", "h264", enc.codec_info, start_seq=start_seq)
     out = []
     for i, (rgb, meta) in enumerate(frames):
@@ -217,3 +218,47 @@ def screen_fragments(channel_id: str, frames: list[tuple[np.ndarray, dict]], t0:
         out += fr.add(enc.encode(np.ascontiguousarray(bgra), t0 + i / fps), meta=meta)
     out += fr.add(enc.flush())
     return out + fr.flush()
+
+
+def long_session(root, hours: float, t0: float = 1_800_000_000.0, audio=("mic", "system_audio")) -> dict:
+    """A long recorded session as stored fragment files, made fast: a few seconds of real Opus (a tone) and one
+    real 60 s H.264 GOP (640x360, 1 fps, fragments of 2 s continuing it) encoded once, their packets repeated
+    and re-stamped for ``hours``. Returns {"video": dir, "audio": [dirs]} in the layout the server stores."""
+    from pathlib import Path
+
+    from vdbnb.media.encode import AudioEncoder, Packet, VideoEncoder
+    from vdbnb.media.fragmenter import Fragmenter
+
+    root = Path(root)
+    dur = hours * 3600
+    enc = AudioEncoder()
+    pk = enc.push((0.2 * np.sin(2 * np.pi * 440 * np.arange(48000 * 6) / 48000)).astype(np.float32), 0.0)
+    out = {"audio": []}
+    for ch in audio:
+        d = root / ch
+        d.mkdir(parents=True, exist_ok=True)
+        fr = Fragmenter(ch, "audio", "opus", enc.codec_info, max_s=0.5)
+        step = enc.frame_ms / 1000
+        for i in range(int(dur / step)):
+            for f in fr.add([Packet(pk[i % len(pk)].data, t0 + i * step, step, True)]):
+                (d / f"{f.seq:08d}.frag").write_bytes(f.pack())
+        for f in fr.flush():
+            (d / f"{f.seq:08d}.frag").write_bytes(f.pack())
+        out["audio"].append(d)
+    venc = VideoEncoder(640, 360, fps=1.0)
+    vp = []
+    for i in range(60):
+        img = np.zeros((360, 640, 4), np.uint8)
+        img[:, : 10 * (i + 1), :3] = 255
+        vp += venc.encode(img, float(i))
+    vp += venc.flush()
+    d = out["video"] = root / "video"
+    d.mkdir(parents=True, exist_ok=True)
+    fr = Fragmenter("display:1", "video", "h264", venc.codec_info)
+    for i in range(int(dur)):
+        p = vp[i % 60]
+        for f in fr.add([Packet(p.data, t0 + i, 1.0, p.key)]):
+            (d / f"{f.seq:08d}.frag").write_bytes(f.pack())
+    for f in fr.flush():
+        (d / f"{f.seq:08d}.frag").write_bytes(f.pack())
+    return out

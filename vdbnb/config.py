@@ -106,6 +106,9 @@ class Settings:
                                        shown="(none)")
     llm_gguf: str | None = _setting("VDBNB_LLM_GGUF", None, "a local GGUF model run with xllamacpp", "server",
                                     shown="(none)")
+    llm_chat_template: str | None = _setting("VDBNB_LLM_CHAT_TEMPLATE", None, "chat template for a GGUF that "
+                                             "has none: a llama.cpp name (`gemma`, `chatml`…) or Jinja", "server",
+                                             shown="the GGUF's own")
     # ---- notebook + recorder
     url: str | None = _setting("VDBNB_URL", None, "a running server to use instead of the embedded one",
                                "notebook, recorder", also=("VIDEO_DB_API",), shown="the embedded server")

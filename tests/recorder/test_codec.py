@@ -25,10 +25,10 @@ def grab(index: int) -> np.ndarray:
         return np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4).copy()
 
 
-def encode_video(frames, t0, fps=2.0, cid="display:1"):
+def encode_video(frames, t0, fps=2.0, cid="display:1", gop_s=60.0, fragment_s=2.0):
     h, w = frames[0].shape[:2]
-    enc = VideoEncoder(w, h, fps=fps)
-    fr = Fragmenter(cid, "video", "h264", {**enc.codec_info, "gop_s": 2.0})
+    enc = VideoEncoder(w, h, fps=fps, gop_s=gop_s)
+    fr = Fragmenter(cid, "video", "h264", enc.codec_info, max_s=fragment_s)
     out = []
     for i, img in enumerate(frames):
         out += fr.add(enc.encode(img, t0 + i / fps), {"window_title": f"t{i}"})
@@ -46,12 +46,16 @@ def test_video_roundtrip_real_screen(rig):
         win.close()
     t0 = time.time()
     frags = encode_video(frames, t0)
-    # one GOP per fragment, each ≤ 2 s and starting with a keyframe, seq from 0 without gaps
-    assert [f.seq for f in frags] == list(range(len(frags)))
+    # one GOP (a keyframe every 60 s) cut into fragments of <= 2 s: the first starts with the keyframe, the
+    # others continue its GOP and say so; seq from 0 without gaps; every one passes the ingest checks
+    assert [f.seq for f in frags] == list(range(len(frags))) and len(frags) == 3
+    assert frags[0].gop_seq is None and frags[0].packets[0]["key"]
     for f in frags:
-        assert f.packets[0]["key"] and all(not p["key"] for p in f.packets[1:])
+        assert all(not p["key"] for p in f.packets[1:])
         assert f.t1 - f.t0 <= 2.0 + 1e-6
         assert f.payload.startswith(b"\x00\x00\x00\x01") and f.meta["window_title"].startswith("t")
+        check_media(f)
+    assert [f.gop_seq for f in frags[1:]] == [0, 0] and not any(p["key"] for f in frags[1:] for p in f.packets)
     dec = list(iter_video_frames(frags))
     assert len(dec) == 9
     assert abs(dec[4][0] - (t0 + 2.0)) < 1e-3
@@ -110,7 +114,7 @@ def test_mux_duration_gaps_and_tracks(tmp_path):
         img = np.zeros((360, 640, 4), np.uint8)
         img[:, : 30 * (i + 1), :3] = 255
         frames.append(img)
-    vfr = encode_video(frames, t0)
+    vfr = encode_video(frames, t0, gop_s=2.0)
     vfr = [f for f in vfr if f.seq != 2]  # a lost GOP: must freeze, not shorten
     sr = 48000
     tracks = []
@@ -175,3 +179,53 @@ def test_audio_fragments_split_at_a_clock_jump_and_all_pass_ingest_checks():
     starts = [f.t0 for f in frags]
     assert any(b < a_end for a_end, b in zip([f.t1 for f in frags], starts[1:]))  # the backward re-anchor
     assert frags[-1].t1 > t0 + 6.9  # the stall: 5 s of silence filled, the rest skipped in time
+
+
+def _bars(n, size=(360, 640)):
+    """Frames whose content says their index: a white bar 20*(i+1) px wide."""
+    out = []
+    for i in range(n):
+        img = np.zeros(size + (4,), np.uint8)
+        img[:, : 20 * (i + 1), :3] = 255
+        out.append(img)
+    return out
+
+
+def _bar_index(rgb) -> int:
+    return int(round((rgb[180, :, 0] > 128).sum() / 20)) - 1
+
+
+def test_long_gop_clip_is_frame_exact(tmp_path):
+    """A GOP of 20 s spans ten 2 s fragments (and a second run uses 6 s fragments): a clip that starts in the
+    middle of it decodes from the keyframe, and its first picture is the one on screen at the clip's start —
+    the pictures before it are references only (the MP4's edit list skips them), none is shown or shifted."""
+    t0 = 1_800_000_000.0
+    for fragment_s in (2.0, 6.0):
+        vfr = encode_video(_bars(20), t0, fps=1.0, fragment_s=fragment_s)
+        assert sum(1 for f in vfr if f.gop_seq is None) == 1 and max(f.t1 - f.t0 for f in vfr) <= fragment_s + 1e-6
+        if fragment_s > 2:
+            assert max(f.t1 - f.t0 for f in vfr) > 2.0  # a fragment longer than 2 s
+        out = tmp_path / f"clip{fragment_s:g}.mp4"
+        mux_mp4(out, vfr, None, start=t0 + 12.5, end=t0 + 16.0)
+        with av.open(str(out)) as c:
+            got = [(round(f.time, 3), _bar_index(f.to_ndarray(format="rgb24"))) for f in c.decode(video=0)]
+        # at 0.0 the frame captured at 12 s (on screen from 12 to 13), then 13, 14, 15 at 0.5, 1.5, 2.5 s
+        assert got == [(0.0, 12), (0.5, 13), (1.5, 14), (2.5, 15)], got
+        assert abs(probe_duration(out) - 3.5) < 0.05
+
+
+def test_long_gop_decoding_skips_a_broken_gop():
+    """A continuation fragment whose predecessor is missing cannot be decoded on the right pictures: it and the
+    rest of its GOP are skipped (the export freezes the last good picture) until the next keyframe."""
+    t0 = 1_800_000_000.0
+    vfr = encode_video(_bars(12), t0, fps=1.0, gop_s=8.0)   # keyframes at 0 and 8 s; fragments of 2 s
+    assert [f.gop_seq for f in vfr] == [None, 0, 0, 0, None, 4]
+    holed = [f for f in vfr if f.seq != 1]
+    got = [(round(p - t0), _bar_index(img)) for p, img in iter_video_frames(holed)]
+    assert got == [(0, 0), (1, 1), (8, 8), (9, 9), (10, 10), (11, 11)]
+    # a start mid-GOP is primed from the GOP's fragments when they can be loaded
+    from vdbnb.media.decode import VideoStreamDecoder
+    by_seq = {f.seq: f for f in vfr}
+    dec = VideoStreamDecoder(lambda a, b: [by_seq[s] for s in range(a, b + 1)])
+    got = [(round(p - t0), _bar_index(img)) for p, img in dec.frames(by_seq[3])]
+    assert got == [(6, 6), (7, 7)]

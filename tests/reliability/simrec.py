@@ -28,7 +28,8 @@ class Templates:
         for i in range(int(video_s * fps)):
             img = text_image([f"Quarterly report draft {i}", "Revenue grew 12% in Q3", "x" * (i % 40)], size)
             frames.append((img, {"window_title": f"report {i} - Editor", "app": "editor"}))
-        self.video = screen_fragments("display:1", frames, t0, fps=fps)
+        # self-contained 2 s GOPs: the simulator replays templates in a loop under new seqs
+        self.video = screen_fragments("display:1", frames, t0, fps=fps, gop_s=2.0)
         rng = np.random.default_rng(0)
         n = int(48000 * audio_s)
         tt = np.arange(n) / 48000

@@ -107,20 +107,31 @@ class OpenAICompatibleLLM:
 
 
 class LlamaCppLLM:
-    """A local GGUF model run in-process by xllamacpp (text only)."""
+    """A local GGUF model run in-process by xllamacpp (text only).
 
-    def __init__(self, gguf_path: str, n_ctx: int = 4096, threads: int = 2, max_tokens: int = 512):
+    ``chat_template``: a llama.cpp built-in template name (``gemma``, ``chatml``, ``llama3``…) or a Jinja
+    template, for a GGUF that carries none (llama.cpp would otherwise fall back to chatml, which e.g. Gemma
+    answers with end-of-turn tokens only); None: the GGUF's own."""
+
+    def __init__(self, gguf_path: str, n_ctx: int = 4096, threads: int = 2, max_tokens: int = 512,
+                 chat_template: str | None = None):
         try:
             import xllamacpp as xlc
         except ImportError as e:
-            raise RuntimeError("xllamacpp is not installed: pip install xllamacpp "
+            raise RuntimeError("xllamacpp is not installed: pip install xllamacpp (the vdbnb[llm] extra) "
                                "(or unset VDBNB_LLM_GGUF to use the offline default)") from e
         if not os.path.isfile(gguf_path):
             raise RuntimeError(f"GGUF model not found at {gguf_path}: fix VDBNB_LLM_GGUF")
         params = xlc.CommonParams()
-        params.model = gguf_path
+        if hasattr(params.model, "path"):   # xllamacpp >= 0.2 (2025+): CommonParams.model is a CommonParamsModel
+            params.model.path = gguf_path
+        else:
+            params.model = gguf_path
+        if chat_template:
+            params.chat_template = chat_template
         params.n_ctx = n_ctx
         params.n_predict = max_tokens
+        params.warmup = False
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
         self._server = xlc.Server(params)
@@ -129,30 +140,19 @@ class LlamaCppLLM:
         self.engine = f"llama.cpp:{os.path.basename(gguf_path)}"
 
     def complete(self, prompt: str, context: list[str], images: list[np.ndarray] | None = None) -> LLMResult:
-        req = json.dumps({"messages": chat_messages(prompt, context), "max_tokens": self.max_tokens,
-                          "temperature": 0.2})
+        body = {"messages": chat_messages(prompt, context), "max_tokens": self.max_tokens, "temperature": 0.2}
         box: dict = {}
         with self._lock:
-            ret = self._server.handle_chat_completions(req, lambda s: box.setdefault("err", s),
-                                                       lambda s: box.setdefault("ok", s)) \
-                if _takes_callbacks(self._server.handle_chat_completions) else \
-                self._server.handle_chat_completions(json.loads(req))
-        if ret is not None and not box:
-            box["ok"] = ret
-        if "err" in box:
-            raise RuntimeError(f"llama.cpp failed: {box['err']}")
+            try:   # xllamacpp >= 0.2: a dict in, a dict out
+                box["ok"] = self._server.handle_chat_completions(body)
+            except TypeError:   # xllamacpp 0.1: a JSON string and two callbacks
+                self._server.handle_chat_completions(json.dumps(body), lambda s: box.setdefault("err", s),
+                                                     lambda s: box.setdefault("ok", s))
         data = box.get("ok")
         data = json.loads(data) if isinstance(data, str) else data
-        return LLMResult(data["choices"][0]["message"]["content"].strip(), self.engine)
-
-
-def _takes_callbacks(fn) -> bool:
-    import inspect
-
-    try:
-        return len(inspect.signature(fn).parameters) >= 3
-    except (TypeError, ValueError):  # cython builtins: assume the callback form of xllamacpp <= 0.1
-        return True
+        if "err" in box or not isinstance(data, dict) or "error" in data:
+            raise RuntimeError(f"llama.cpp failed: {box.get('err') or (data or {}).get('error')}")
+        return LLMResult((data["choices"][0]["message"].get("content") or "").strip(), self.engine)
 
 
 # ------------------------------------------------------------------------------------------- offline
@@ -250,14 +250,14 @@ def get_llm(settings: Settings | None = None) -> LLM:
 
         settings = ai_settings()
     url, model, key, gguf = settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_gguf
-    cfg = (url, model, key, gguf)
+    cfg = (url, model, key, gguf, settings.llm_chat_template)
     with _LLM_LOCK:
         if _LLM is not None and _LLM_KEY == cfg:
             return _LLM
         if url:
             llm: LLM = OpenAICompatibleLLM(url, model or "default", key)
         elif gguf:
-            llm = LlamaCppLLM(gguf)
+            llm = LlamaCppLLM(gguf, chat_template=settings.llm_chat_template)
         else:
             llm = OfflineLLM()
         _LLM, _LLM_KEY = llm, cfg

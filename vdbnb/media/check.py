@@ -8,8 +8,9 @@ from .fragments import Fragment, FragmentError
 
 def check_media(frag: Fragment) -> None:
     """Cheap checks that a fragment's packets are what its header says (ingest calls this before storing):
-    H.264 as Annex-B NAL units whose first packet is a keyframe carrying SPS+PPS; Opus packets that the
-    decoder accepts. Raises FragmentError("BAD_MEDIA", why)."""
+    H.264 as Annex-B NAL units whose first packet is a keyframe carrying SPS+PPS — unless the fragment
+    continues a GOP opened by an earlier fragment (``gop_seq``), when it must not hold a keyframe at all;
+    Opus packets that the decoder accepts. Raises FragmentError("BAD_MEDIA", why)."""
     if not frag.packets:
         raise FragmentError("BAD_MEDIA", "fragment has no packets")
     if frag.kind == "video":
@@ -25,8 +26,14 @@ def check_media(frag: Fragment) -> None:
                     raise FragmentError("BAD_MEDIA", f"video packet {i} has an invalid NAL unit header")
             if i == 0:
                 first = {n[0] & 0x1F for n in nals if n}
+        if frag.gop_seq is not None:
+            if any(p.get("key") for p in frag.packets) or (first and 5 in first):
+                raise FragmentError("BAD_MEDIA", f"fragment {frag.seq} continues the GOP of fragment "
+                                    f"{frag.gop_seq} but holds a keyframe: a keyframe starts a new GOP")
+            return
         if not first or not {7, 8, 5} <= first:
-            raise FragmentError("BAD_MEDIA", "a video fragment must start with a keyframe carrying SPS and PPS")
+            raise FragmentError("BAD_MEDIA", "a video fragment must start with a keyframe carrying SPS and PPS "
+                                "(or name the fragment whose keyframe it continues in gop_seq)")
         return
     if frag.codec != "opus":
         raise FragmentError("BAD_MEDIA", f"audio codec {frag.codec!r} is not supported (opus)")

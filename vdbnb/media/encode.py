@@ -1,6 +1,7 @@
-"""Recorder: encode once. :class:`VideoEncoder` — H.264 (libx264, ultrafast + zerolatency, CRF, no B-frames,
-Annex-B with SPS/PPS repeated before every keyframe), a keyframe at least every ``gop_s`` seconds, optional
-downscale. :class:`AudioEncoder` — Opus 48 kHz (mono default), VBR tuned for speech. Both return
+"""Recorder: encode once. :class:`VideoEncoder` — H.264 (libx264, zerolatency, CRF, no B-frames, Annex-B with
+SPS/PPS repeated before every keyframe), a keyframe at least every ``gop_s`` seconds (120 s: a keyframe of a
+1080p desktop with text is ~260 KB, a changed frame mostly a few KB; bench/bench_screen_codec.py),
+optional downscale. :class:`AudioEncoder` — Opus 48 kHz (mono default), VBR tuned for speech. Both return
 :class:`Packet` s stamped in epoch seconds on the recorder's one clock; :mod:`.fragmenter` groups them."""
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ class Packet:
 class VideoEncoder:
     """H.264 screen encoder. ``encode(bgra, pts)`` → list of :class:`Packet` (zero-latency: 0 or 1 packet)."""
 
-    def __init__(self, width: int, height: int, fps: float = 2.0, crf: int = 32, gop_s: float = 2.0,
+    def __init__(self, width: int, height: int, fps: float = 2.0, crf: int = 32, gop_s: float = 120.0,
                  scale: float | None = None, max_width: int | None = None, preset: str = "veryfast",
-                 threads: int = 1):
+                 threads: int = 1, tune: str = "zerolatency", x264: dict | None = None):
         self.src_w, self.src_h = width, height
         w, h = width, height
         if scale and scale != 1.0:
@@ -43,10 +44,16 @@ class VideoEncoder:
         ctx.time_base = fractions.Fraction(1, 1000)
         ctx.framerate = fractions.Fraction(int(round(self.fps * 1000)), 1000)
         ctx.thread_count = threads
-        # screen content: no B-frames, no lookahead; keyframes are forced by us (pict_type I) so that a GOP
-        # never exceeds gop_s whatever the real capture rate; scenecut off keeps GOPs = fragments.
-        ctx.options = {"preset": preset, "tune": "zerolatency", "crf": str(crf),
-                       "x264-params": "scenecut=0:keyint=1000:min-keyint=1000:bframes=0:repeat-headers=1:ipratio=1.1"}
+        # screen content: no B-frames, no lookahead (a frame is out as soon as it is in); keyframes are forced
+        # by us (pict_type I) so that a GOP never exceeds gop_s whatever the real capture rate; scenecut off.
+        # ``x264``: more x264 parameters (bench/bench_screen_codec.py compares them on the same input).
+        # me=umh, merange=64: scrolled text is found as motion (a page moved by three lines), not re-coded:
+        # -22 % bytes for +2 % encode CPU on the work scene (bench/bench_screen_codec.py)
+        params = {"scenecut": 0, "keyint": "infinite", "bframes": 0, "repeat-headers": 1, "ipratio": 1.1,
+                  "rc-lookahead": 0, "sync-lookahead": 0, "me": "umh", "merange": 64, **(x264 or {})}
+        tunes = ",".join(dict.fromkeys(t for t in ("zerolatency", tune) if t))
+        ctx.options = {"preset": preset, "tune": tunes, "crf": str(crf),
+                       "x264-params": ":".join(f"{k}={v}" for k, v in params.items())}
         ctx.open()
         self.ctx = ctx
         self.t_origin: float | None = None
@@ -70,6 +77,8 @@ class VideoEncoder:
         if self.last_key is None or pts - self.last_key + 1.0 / self.fps > self.gop_s + 1e-6:
             frame.pict_type = av.video.frame.PictureType.I
             self.last_key = pts
+        else:  # a decoded frame carries its source's picture type: the encoder decides, not the source
+            frame.pict_type = av.video.frame.PictureType.NONE
         return self._wrap(self.ctx.encode(frame))
 
     def flush(self) -> list[Packet]:

@@ -1,21 +1,93 @@
 """Server: write an MP4 from stored fragments. :func:`mux_mp4` — video fragments (H.264 copied, no re-encode)
 + audio fragment lists (decoded, mixed, encoded once to AAC) -> one MP4 whose duration equals wall time
-(video gaps freeze the last frame, audio gaps are silence). :func:`probe_duration` reads a container's length."""
+(video gaps freeze the last frame, audio gaps are silence), streamed: fragments are read as the output
+reaches their time, so memory does not grow with the length of the range. :func:`probe_duration` reads a
+container's length."""
 from __future__ import annotations
 
 import fractions
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import av
 import numpy as np
 
-from .decode import as_list, decode_audio_native, load_fragments
+from .decode import AudioTimeline, as_list, iter_fragments
 from .formats import OPUS_RATE, h264_extradata
 from .fragments import Fragment
 
 MS = fractions.Fraction(1, 1000)
+WINDOW_S = 5.0   # audio is decoded, mixed and encoded this many seconds at a time, video muxed alongside
+
+
+class _Track:
+    """One channel's fragment list, read lazily; ``bounds()`` reads only its first and last fragments."""
+
+    def __init__(self, items):
+        self.items = as_list(items)
+        if len(self.items) == 1 and not isinstance(self.items[0], (Fragment, bytes)) \
+                and Path(self.items[0]).is_dir():
+            self.items = sorted(Path(self.items[0]).glob("*.frag"))
+
+    def __iter__(self) -> Iterator[Fragment]:
+        return iter_fragments(self.items)
+
+    def bounds(self) -> tuple[float, float] | None:
+        if not self.items:
+            return None
+        if all(isinstance(x, Fragment) for x in self.items):
+            return min(f.t0 for f in self.items), max(f.t1 for f in self.items)
+        first = next(iter_fragments(self.items[:1]), None)
+        last = next(iter_fragments(self.items[-1:]), None)
+        if first is None or last is None:
+            return None
+        return min(first.t0, last.t0), max(first.t1, last.t1)
+
+
+def _audio_lists(alists) -> list:
+    if alists is None:
+        return []
+    if isinstance(alists, (str, os.PathLike)) or (alists and isinstance(alists[0], (Fragment, bytes))):
+        return [alists]
+    return list(alists)
+
+
+def _video_packets(track: _Track, t_start: float, t_end: float) -> Iterator[tuple[float, bytes, bool]]:
+    """(pts, bytes, key) of the packets to copy, in order: from the last keyframe at/before ``t_start`` (the
+    pictures before ``t_start`` are decoded but not shown: the MP4's edit list starts at ``t_start``) to the
+    last packet before ``t_end``. A GOP missing a fragment is cut at the gap: its last good frame holds until
+    the next keyframe, as it does across any gap."""
+    pre: list[tuple[float, bytes, bool]] = []
+    started = chain_ok = False
+    last_seq = None
+    for f in track:
+        if f.gop_seq is None:
+            chain_ok = True
+        elif not (chain_ok and last_seq == f.seq - 1):
+            chain_ok = False
+        last_seq = f.seq
+        if not chain_ok:
+            continue
+        for p, b in f.packet_bytes():
+            pts, key = float(p["pts"]), bool(p.get("key"))
+            if pts >= t_end:
+                return
+            if not started:
+                if key:
+                    pre = []
+                if pts <= t_start + 1e-6:
+                    if key or pre:
+                        pre.append((pts, b, key))
+                    continue
+                if not pre and not key:
+                    continue  # video began after t_start mid-GOP: wait for a keyframe
+                started = True
+                yield from pre
+                pre = []
+            yield pts, b, key
+    if not started:
+        yield from pre
 
 
 def mux_mp4(out_path, video_fragments=None, audio_fragment_lists=None, start: float | None = None,
@@ -24,27 +96,40 @@ def mux_mp4(out_path, video_fragments=None, audio_fragment_lists=None, start: fl
     """Write one MP4: the H.264 packets copied (no re-encode) and every audio list decoded, mixed into one
     AAC track. Duration equals wall time from ``start`` to ``end`` (default: the union of all fragments):
     a video gap shows the last frame (the sample before it lasts through the gap), an audio gap is silence.
+    The first picture is the one on screen at ``start`` even when its GOP began earlier (frame-exact clips).
 
     ``video_fragments``: fragments/paths/dir of one video channel (or None for an audio-only asset).
     ``audio_fragment_lists``: list of fragment lists, one per audio channel (or a single list/dir).
-    ``progress(fraction)`` is called as work proceeds. Returns a summary dict.
+    Paths are read one at a time, in the order given (seq order). ``progress(fraction)`` is called as work
+    proceeds. Returns a summary dict.
     """
-    vfr, afr = _load(video_fragments, audio_fragment_lists)
-    t_start, t_end = _time_range(vfr + [f for a in afr for f in a], start, end)
+    vtrack = _Track(video_fragments) if video_fragments is not None else None
+    atracks = [t for t in (_Track(a) for a in _audio_lists(audio_fragment_lists)) if t.items]
+    t_start, t_end = _time_range(vtrack, atracks, start, end)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(out_path.suffix + ".part")
     summary: dict[str, Any] = {"path": str(out_path), "start": t_start, "end": t_end,
-                               "duration": t_end - t_start, "video_packets": 0, "audio_tracks": len(afr)}
-    vpk = _video_packets(vfr, t_start, t_end)
+                               "duration": t_end - t_start, "video_packets": 0, "audio_tracks": len(atracks)}
     oc = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
     try:
-        vs = _add_video_stream(oc, vfr[0].codec_info, vpk[0][1]) if vpk else None
-        as_ = _add_audio_stream(oc, audio_bitrate) if afr else None
-        if vs is not None:
-            summary["video_packets"] = _mux_video(oc, vs, vpk, t_start, t_end, progress, bool(afr))
-        if as_ is not None:
-            summary["audio_samples"] = _mux_audio(oc, as_, afr, t_start, t_end, progress, vs is not None)
+        video = _VideoCopy(oc, vtrack, t_start, t_end) if vtrack else None
+        audio = _AudioMix(oc, atracks, t_start, audio_bitrate) if atracks else None
+        t = t_start
+        while True:   # window by window, so that the file is interleaved and nothing accumulates
+            t_win = min(t + WINDOW_S, t_end)
+            if video is not None:
+                video.copy_until(t_win)
+            if audio is not None:
+                audio.encode_until(t_win)
+            if progress:
+                progress(min(0.99, (t_win - t_start) / (t_end - t_start)))
+            if t_win >= t_end:
+                break
+            t = t_win
+        if audio is not None:
+            summary["audio_samples"] = audio.finish()
+        summary["video_packets"] = video.n if video is not None else 0
     finally:
         oc.close()
     os.replace(tmp, out_path)
@@ -53,113 +138,91 @@ def mux_mp4(out_path, video_fragments=None, audio_fragment_lists=None, start: fl
     return summary
 
 
-def _load(video_fragments, audio_fragment_lists) -> tuple[list[Fragment], list[list[Fragment]]]:
-    """The video channel's fragments and one non-empty fragment list per audio channel, each sorted by seq."""
-    vfr = load_fragments(as_list(video_fragments)) if video_fragments is not None else []
-    alists = audio_fragment_lists
-    if alists is None:
-        alists = []
-    elif isinstance(alists, (str, os.PathLike)) or (alists and isinstance(alists[0], (Fragment, bytes))):
-        alists = [alists]
-    afr = [load_fragments(as_list(a)) for a in alists]
-    return vfr, [a for a in afr if a]
-
-
-def _time_range(frags: list[Fragment], start: float | None, end: float | None) -> tuple[float, float]:
-    if not frags:
+def _time_range(vtrack, atracks, start, end) -> tuple[float, float]:
+    bounds = [b for b in ([vtrack.bounds()] if vtrack else []) + [t.bounds() for t in atracks] if b]
+    if not bounds:
         raise ValueError("mux_mp4: no fragments to export")
-    t_start = min(f.t0 for f in frags) if start is None else float(start)
-    t_end = max(f.t1 for f in frags) if end is None else float(end)
+    t_start = min(b[0] for b in bounds) if start is None else float(start)
+    t_end = max(b[1] for b in bounds) if end is None else float(end)
     if t_end <= t_start:
         raise ValueError(f"mux_mp4: empty time range {t_start}..{t_end}")
     return t_start, t_end
 
 
-def _video_packets(vfr: list[Fragment], t_start: float, t_end: float) -> list[tuple[float, bytes, bool]]:
-    """(pts, bytes, key) from the last keyframe at/before ``t_start`` to the last packet before ``t_end``."""
-    vpk = sorted(((float(p["pts"]), b, bool(p.get("key"))) for f in vfr for p, b in f.packet_bytes()),
-                 key=lambda x: x[0])
-    first = 0
-    for i, (pts, _b, key) in enumerate(vpk):
-        if key and pts <= t_start + 1e-6:
-            first = i
-    if not any(k for _p, _b, k in vpk[first:first + 1]):
-        first = next((i for i, x in enumerate(vpk) if x[2]), len(vpk))
-    return [x for x in vpk[first:] if x[0] < t_end]
+class _VideoCopy:
+    """The video track: H.264 packets copied in order; each lasts until the next (gaps freeze)."""
+
+    def __init__(self, oc, track: _Track, t_start: float, t_end: float):
+        self.t_start, self.end_ms = t_start, int(round((t_end - t_start) * 1000))
+        self.pk = _video_packets(track, t_start, t_end)
+        self.held = next(self.pk, None)   # a packet waits for the next one: its duration runs up to it
+        self.last_ms: int | None = None
+        self.n = 0
+        self.vs = None
+        if self.held is not None:
+            ci = next(iter(track)).codec_info
+            self.vs = vs = oc.add_stream("h264")
+            vs.codec_context.width = int(ci.get("width", 0)) or 1920
+            vs.codec_context.height = int(ci.get("height", 0)) or 1080
+            vs.codec_context.extradata = h264_extradata(self.held[1])
+            vs.time_base = MS
+            vs.codec_context.pix_fmt = "yuv420p"
+        self.oc = oc
+
+    def copy_until(self, t: float) -> None:
+        while self.held is not None and self.held[0] < t:
+            nxt = next(self.pk, None)
+            pts, data, key = self.held
+            ms = int(round((pts - self.t_start) * 1000))
+            if self.last_ms is not None and ms <= self.last_ms:
+                ms = self.last_ms + 1
+            nxt_ms = max(int(round((nxt[0] - self.t_start) * 1000)), ms + 1) if nxt else max(self.end_ms, ms + 1)
+            if ms < 0 < nxt_ms:
+                ms = 0  # the picture on screen at t_start: shown from the first instant
+            pkt = av.Packet(data)
+            pkt.stream = self.vs
+            pkt.pts = pkt.dts = ms   # negative before t_start: decoded as references, cut by the edit list
+            pkt.duration = nxt_ms - ms
+            pkt.time_base = MS
+            if key:
+                pkt.is_keyframe = True
+            self.oc.mux(pkt)
+            self.n += 1
+            self.last_ms, self.held = ms, nxt
 
 
-def _add_video_stream(oc, codec_info: dict, keyframe: bytes):
-    vs = oc.add_stream("h264")
-    vs.codec_context.width = int(codec_info.get("width", 0)) or 1920
-    vs.codec_context.height = int(codec_info.get("height", 0)) or 1080
-    vs.codec_context.extradata = h264_extradata(keyframe)
-    vs.time_base = fractions.Fraction(1, 1000)
-    vs.codec_context.pix_fmt = "yuv420p"
-    return vs
+class _AudioMix:
+    """The audio track: every channel decoded for the window only, mixed, encoded to AAC."""
 
+    def __init__(self, oc, tracks: list[_Track], t_start: float, bitrate: int):
+        self.oc, self.t_start = oc, t_start
+        self.as_ = as_ = oc.add_stream("aac", rate=OPUS_RATE)
+        as_.codec_context.layout = "mono"
+        as_.codec_context.bit_rate = bitrate
+        as_.codec_context.options = {"aac_coder": "fast"}   # half the CPU of "twoloop", measured
+        as_.time_base = fractions.Fraction(1, OPUS_RATE)
+        self.timelines = [AudioTimeline(iter(t), t_start, OPUS_RATE) for t in tracks]
+        self.n = 0
 
-def _add_audio_stream(oc, bitrate: int):
-    as_ = oc.add_stream("aac", rate=OPUS_RATE)
-    as_.codec_context.layout = "mono"
-    as_.codec_context.bit_rate = bitrate
-    as_.time_base = fractions.Fraction(1, OPUS_RATE)
-    return as_
-
-
-def _export_ms(vpk: list[tuple[float, bytes, bool]], t_start: float) -> list[int]:
-    """Each packet's time on the export timeline (ms, strictly increasing); packets before ``t_start`` (from
-    the GOP's keyframe) are squeezed to 1 ms each at 0, so the frame shown at start is the one on screen then."""
-    out: list[int] = []
-    for pts, _d, _k in vpk:
-        ms = int(round((pts - t_start) * 1000))
-        if out and ms <= out[-1]:
-            ms = out[-1] + 1
-        out.append(max(ms, 0) if not out else ms)
-    return out
-
-
-def _mux_video(oc, vs, vpk, t_start: float, t_end: float, progress, with_audio: bool) -> int:
-    """Copy the packets; each lasts until the next one (a gap freezes the last frame) and the last to ``t_end``."""
-    n = len(vpk)
-    mss_ = _export_ms(vpk, t_start)
-    end_ms = max(int(round((t_end - t_start) * 1000)), mss_[-1] + 1)
-    for i, (_pts, data, key) in enumerate(vpk):
-        ms = mss_[i]
-        nxt = mss_[i + 1] if i + 1 < n else end_ms
-        pkt = av.Packet(data)
-        pkt.stream = vs
-        pkt.pts = pkt.dts = ms
-        pkt.duration = max(1, nxt - ms)
-        pkt.time_base = MS
-        if key:
-            pkt.is_keyframe = True
-        oc.mux(pkt)
-        if progress and i % 50 == 0:
-            progress(0.5 * i / max(n, 1) if with_audio else i / max(n, 1))
-    return n
-
-
-def _mux_audio(oc, as_, afr, t_start: float, t_end: float, progress, with_video: bool) -> int:
-    """Decode each channel on the wall clock (gaps are silence), mix, encode AAC once; returns the samples."""
-    mix = None
-    for k, a in enumerate(afr):
-        pcm, _ = decode_audio_native(a, rate=OPUS_RATE, start=t_start, end=t_end)
-        mix = pcm if mix is None else mix[:len(pcm)] + pcm[:len(mix)]
-        if progress:
-            progress(0.5 + 0.3 * (k + 1) / len(afr) if with_video else 0.8 * (k + 1) / len(afr))
-    mix = np.clip(mix, -1.0, 1.0).astype(np.float32)
-    fs = as_.codec_context.frame_size or 1024
-    for off in range(0, len(mix), fs * 16):
-        chunk = mix[off:off + fs * 16]
-        fr = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+    def encode_until(self, t: float) -> None:
+        n_end = int(round((t - self.t_start) * OPUS_RATE))
+        mix = None
+        for tl in self.timelines:
+            pcm = tl.take(n_end)
+            mix = pcm if mix is None else mix + pcm
+        mix = np.clip(mix, -1.0, 1.0).astype(np.float32)
+        fr = av.AudioFrame.from_ndarray(mix.reshape(1, -1), format="flt", layout="mono")
         fr.sample_rate = OPUS_RATE
-        fr.pts = off
+        fr.pts = self.n
         fr.time_base = fractions.Fraction(1, OPUS_RATE)
-        for pkt in as_.encode(fr):
-            oc.mux(pkt)
-    for pkt in as_.encode(None):
-        oc.mux(pkt)
-    return len(mix)
+        for pkt in self.as_.encode(fr):
+            self.oc.mux(pkt)
+        self.n += len(mix)
+
+    def finish(self) -> int:
+        for pkt in self.as_.encode(None):
+            self.oc.mux(pkt)
+        return self.n
 
 
 def probe_duration(path) -> float:

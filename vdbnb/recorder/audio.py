@@ -176,6 +176,7 @@ class AudioSource(_Source):
             cb = self.encoder_cb
             if cb is not None:
                 cb(np.zeros_like(pcm) if self.paused else pcm, t_first)
+            self.stats["cpu_s"] = round(time.thread_time(), 3)   # this thread's CPU (bench_recorder)
         if not self._stopping:
             err = b""
             try:

@@ -216,6 +216,7 @@ class ScreenSource(_Source):
             self.on_lost(self.channel_id, f"cannot grab display {self.index}: {e}")
             return None
         self.stats["grabs"] += 1
+        self.stats["cpu_s"] = round(time.thread_time(), 3)   # this thread's CPU (bench_recorder)
         self.stats["grab_ms"] += (g1 - g0) * 1000
         return shot, (g0 + g1) / 2
 

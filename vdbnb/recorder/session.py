@@ -16,8 +16,9 @@ from vdbnb.recorder.audio import AudioSource
 from vdbnb.recorder.screen import Privacy, ScreenSource
 from vdbnb.recorder.uplink import Uplink, UplinkError
 
-DEFAULT_VIDEO = {"fps": 2.0, "crf": 32, "gop_s": 2.0, "scale": None, "max_width": None, "preset": "veryfast",
-                 "skip_static": True, "heartbeat_s": 60.0}
+# gop_s: a keyframe at least every 120 s; fragment_s: fragments of <= 2 s continue the GOP (docs/ingest.md)
+DEFAULT_VIDEO = {"fps": 2.0, "crf": 32, "gop_s": 120.0, "fragment_s": 2.0, "scale": None, "max_width": None,
+                 "preset": "veryfast", "tune": "zerolatency", "x264": None, "skip_static": True, "heartbeat_s": 60.0}
 DEFAULT_AUDIO = {"bitrate": 12000, "channels": 1, "frame_ms": 60}
 
 
@@ -52,7 +53,7 @@ class Pipeline:
         with self.lock:
             if self.closed:
                 return
-            self._out(self.frag.tick(ts, self.enc.gop_s))
+            self._out(self.frag.tick(ts))
 
     def feed_audio(self, pcm, ts):
         with self.lock:
@@ -151,9 +152,9 @@ class Recording:
                 vopt = self.video_opts[info.channel_id] = video_options(p, info.channel_id)
                 enc = VideoEncoder(info.extra["width"], info.extra["height"], fps=vopt["fps"], crf=int(vopt["crf"]),
                                    gop_s=float(vopt["gop_s"]), scale=vopt["scale"], max_width=vopt["max_width"],
-                                   preset=vopt["preset"])
-                fr = Fragmenter(info.channel_id, "video", "h264", {**enc.codec_info, "gop_s": enc.gop_s},
-                                start_seq=seq0)
+                                   preset=vopt["preset"], tune=vopt["tune"], x264=vopt["x264"])
+                fr = Fragmenter(info.channel_id, "video", "h264", enc.codec_info, start_seq=seq0,
+                                max_s=float(vopt["fragment_s"]))
             else:
                 enc = AudioEncoder(channels=int(aopt["channels"]), bitrate=int(aopt["bitrate"]),
                                    frame_ms=int(aopt["frame_ms"]))

@@ -19,7 +19,7 @@ from .store import Store, now
 log = logging.getLogger("vdbnb.server.ingest")
 ACCEPTING = (STARTING, ACTIVE, STOPPING)
 LATE_GRACE_S = 5.0  # a stopped session still takes media captured before its stop (a spool drained late)
-MAX_FRAGMENT_S = 60.0     # a GOP is <= 2 s, an audio fragment <= 0.5 s: anything longer is not ours
+MAX_FRAGMENT_S = 60.0     # a video fragment is <= 2 s, an audio fragment <= 0.5 s: anything longer is not ours
 MAX_CELL_S = 30 * 86400.0  # a cell fragment spans one cell's run, which may take days
 CLOCK_SLACK_S = 3600.0    # recorder clock vs this server's clock
 
@@ -127,7 +127,11 @@ class Ingest:
         return frag, False
 
     def fragment_paths(self, rtstream_id: str, start: float | None = None, end: float | None = None) -> list[Path]:
-        q, p = "SELECT path FROM fragments WHERE rtstream_id=?", [rtstream_id]
+        """Paths of the fragments overlapping [start, end] in seq order, with the one before ``start`` when the
+        range begins in a gap (an unchanged screen is not re-sent: its last picture is still showing); for
+        video, from the fragment holding the keyframe of the first one's GOP (its pictures are needed to decode
+        the first frame shown)."""
+        q, p = "SELECT seq, path, t0 FROM fragments WHERE rtstream_id=?", [rtstream_id]
         if start is not None:
             q += " AND t1 >= ?"
             p.append(start)
@@ -135,7 +139,31 @@ class Ingest:
             q += " AND t0 <= ?"
             p.append(end)
         q += " ORDER BY seq"
-        return [self.media_dir / r["path"] for r in self.store.all(q, p)]
+        rows = self.store.all(q, p)
+        if start is not None and rows and rows[0]["t0"] > start:
+            rows = self.store.all("SELECT seq, path, t0 FROM fragments WHERE rtstream_id=? AND t0<=? "
+                                  "AND seq<? ORDER BY seq DESC LIMIT 1", (rtstream_id, start, rows[0]["seq"])) + rows
+        if rows and start is not None:
+            rows = self.gop_before(rtstream_id, rows[0]) + rows
+        return [self.media_dir / r["path"] for r in rows]
+
+    def gop_before(self, rtstream_id: str, row) -> list:
+        """The stored fragments (seq, path) from the keyframe that opens ``row``'s GOP up to ``row`` (excluded);
+        [] when ``row`` opens its own GOP (every audio fragment does)."""
+        try:
+            gop = unpack((self.media_dir / row["path"]).read_bytes()).gop_seq
+        except (OSError, FragmentError):
+            return []
+        if gop is None:
+            return []
+        return self.store.all("SELECT seq, path FROM fragments WHERE rtstream_id=? AND seq>=? AND seq<? ORDER BY seq",
+                              (rtstream_id, gop, row["seq"]))
+
+    def load_range(self, rtstream_id: str, first: int, last: int) -> list[Fragment]:
+        """The stored fragments first..last (inclusive) that are there, in seq order."""
+        rows = self.store.all("SELECT path FROM fragments WHERE rtstream_id=? AND seq>=? AND seq<=? ORDER BY seq",
+                              (rtstream_id, first, last))
+        return [unpack((self.media_dir / r["path"]).read_bytes()) for r in rows]
 
 
 def _durable_write(path: Path, data: bytes) -> None:

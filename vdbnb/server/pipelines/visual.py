@@ -69,6 +69,7 @@ class ScreenState:
         self.last_pts = 0.0
         self.last_frame = None
         self.last_seq = -1
+        self.decoder = None
 
     def update(self, rgb: np.ndarray, t: float, force: bool = False) -> bool:
         boxes = self.detector.update(rgb)
@@ -120,12 +121,15 @@ class VisualWorker(Worker):
         return min(curs) if curs else rts["last_seq"]
 
     def process(self, rts: dict, frag: Fragment) -> None:
-        from ...media.decode import iter_video_frames
+        from ...media.decode import VideoStreamDecoder
         st = self.screens.get(rts["id"])
         if st is not None and frag.seq <= st.last_seq:
             st = None  # re-reading stored media from an earlier point: start from a clean screen
         if st is None:
             st = self.screens[rts["id"]] = ScreenState()
+            # one decoder per stream: a fragment continuing a GOP decodes on its predecessors' pictures
+            # (a start mid-GOP reads the GOP's earlier fragments first)
+            st.decoder = VideoStreamDecoder(lambda a, b, rid=rts["id"]: self.ctx.ingest.load_range(rid, a, b))
             self.stats["engine"] = "rapidocr (changed regions) + " + engine_name(llm_engine())
         title, app = frag.meta.get("window_title"), frag.meta.get("app")
         if (title, app) != (st.title, st.app):
@@ -134,7 +138,7 @@ class VisualWorker(Worker):
         idxs = [i for i in self._indexes(rts) if _cursor(i) < frag.seq]
         if not idxs:
             return
-        for pts, rgb in iter_video_frames([frag]):
+        for pts, rgb in st.decoder.frames(frag):
             first = any(i["id"] not in self.last_emit for i in idxs)
             st.update(rgb, pts, force=first)
             for idx in idxs:

@@ -14,21 +14,12 @@ import pytest
 
 import vdbnb
 from tests.helpers import WebhookReceiver, audio_fragments
+from tests.reliability.relutil import wait_until
 from vdbnb.capture.kernel import frame
 from vdbnb.cells import PRIVATE_TEXT, CellRecord
 
 KERNEL = {"channel_id": "kernel:current", "type": "kernel", "name": "notebook"}
 MIC = {"channel_id": "mic:default", "type": "audio", "name": "mic", "store": True}
-
-
-def wait_until(fn, timeout=20.0, every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def begin(server, channels=(KERNEL,), callback=None, metadata=None):
@@ -104,7 +95,7 @@ def test_cells_are_stored_pushed_searchable_and_sent_to_the_webhook_when_asked(s
             assert r.status_code == 200 and r.json()["data"]["duplicate"] is True
 
             evs = wait_until(lambda: [e for e in cap.events() if e.channel == "kernel"] if len(
-                [e for e in cap.events() if e.channel == "kernel"]) == 5 else None)
+                [e for e in cap.events() if e.channel == "kernel"]) == 5 else None, timeout=20)
             assert [e.event for e in evs] == ["cell"] * 5
             err = next(e for e in evs if e.label == "error")
             assert err.text.startswith("merged = ") and err.data["ename"] == "KeyError"
@@ -116,10 +107,10 @@ def test_cells_are_stored_pushed_searchable_and_sent_to_the_webhook_when_asked(s
 
             # websocket: channel kernel, event cell, times in ms
             got = wait_until(lambda: [e for e in list(pushed) if e.channel == "kernel"] if len(
-                [e for e in list(pushed) if e.channel == "kernel"]) >= 5 else None)
+                [e for e in list(pushed) if e.channel == "kernel"]) >= 5 else None, timeout=20)
             assert {e.event for e in got} == {"cell"} and any(e.data.get("ename") == "KeyError" for e in got)
             # webhook (asked for with metadata webhook_events): the cells, in order
-            wait_until(lambda: sum(1 for x in hooks.received if x["json"].get("channel") == "kernel") >= 5)
+            assert wait_until(lambda: sum(1 for x in hooks.received if x["json"].get("channel") == "kernel") >= 5, timeout=20)
             bodies = [x["json"] for x in hooks.received if x["json"].get("channel") == "kernel"]
             assert [b["data"].get("seq") for b in bodies[:5]] == [0, 1, 2, 3, 4]
             assert bodies[1]["event"] == "cell" and bodies[1]["data"]["start"] == int(round((t + 1) * 1000))
@@ -147,7 +138,7 @@ def test_without_asking_no_cell_reaches_the_webhook(server):
         conn, cap, token, _ = begin(server, callback=hooks.url)
         assert post(server, cap.id, token, cell("1 + 1", time.time()), 0).status_code == 200
         httpx.post(f"{server.url}/capture/session/{cap.id}/stop", headers={"x-access-token": token})
-        wait_until(lambda: any(x["json"].get("event") == "capture_session.stopped" for x in hooks.received))
+        assert wait_until(lambda: any(x["json"].get("event") == "capture_session.stopped" for x in hooks.received), timeout=20)
         assert [e.channel for e in cap.events() if e.channel == "kernel"] == ["kernel"]
         assert not [x for x in hooks.received if x["json"].get("channel") == "kernel"]
     finally:
@@ -207,7 +198,7 @@ def test_cells_are_exported_as_json_lines_beside_the_media(server):
 def test_a_cell_stored_just_before_a_crash_gets_its_event_on_restart(server):
     conn, cap, token, _ = begin(server)
     assert post(server, cap.id, token, cell("import pandas as pd", time.time()), 0).status_code == 200
-    wait_until(lambda: [e for e in cap.events() if e.channel == "kernel"])
+    assert wait_until(lambda: [e for e in cap.events() if e.channel == "kernel"], timeout=20)
     server.kill()
     db = sqlite3.connect(server.data_dir / "vdbnb.sqlite3")
     with db:   # the server died after the fragment's fsync and before its event: the row is not there
@@ -215,5 +206,5 @@ def test_a_cell_stored_just_before_a_crash_gets_its_event_on_restart(server):
     db.close()
     assert n == 1
     server.start()
-    evs = wait_until(lambda: [e for e in cap.events() if e.channel == "kernel"])
+    evs = wait_until(lambda: [e for e in cap.events() if e.channel == "kernel"], timeout=20)
     assert [e.text for e in evs] == ["import pandas as pd"]

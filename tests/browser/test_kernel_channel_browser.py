@@ -69,6 +69,7 @@ def test_kernel_channel_and_magics_in_the_browser(app, rig, server, tmp_path):
             assert cells[0][1] == "print('a public cell')" and cells[3][2]["ename"] == "KeyError"
             assert all(c[1] == "a private cell ran" for c in cells[1:3]) and secret not in r["text"]
             assert [c[2].get("cell_id") is not None for c in (cells[0], cells[3])] == [True, True]  # sent by the UI
+            assert str(cells[0][2].get("notebook_path")).endswith("kernel.ipynb"), cells[0]   # the kernel's __session__
     finally:
         lab.stop()
     for path in server.data_dir.rglob("*"):

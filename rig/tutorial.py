@@ -26,7 +26,8 @@ import time
 import wave
 from pathlib import Path
 
-__all__ = ["on_rig", "say", "show_window", "close_windows", "Window", "wait", "DISPLAY_WIDTH"]
+__all__ = ["on_rig", "say", "show_window", "close_windows", "Window", "wait", "wait_until", "heard",
+           "DISPLAY_WIDTH", "tutorial_data_dir"]
 
 SINKS = {"mic": "mic_feed", "system": "system_out"}
 DISPLAY_WIDTH = 1920            # the rig's displays are 1920x1080, side by side
@@ -51,6 +52,24 @@ def on_rig(refresh: bool = False) -> bool:
     return _RIG
 
 
+def tutorial_data_dir(name: str) -> str:
+    """This notebook's own data dir: ``$VDBNB_DATA_DIR`` when set (the tests set it), else a new temporary
+    folder that is removed when the kernel exits (after its embedded server is stopped). Sets VDBNB_DATA_DIR,
+    so ``vdbnb.connect()`` uses it."""
+    if os.environ.get("VDBNB_DATA_DIR"):
+        return os.environ["VDBNB_DATA_DIR"]
+    d = tempfile.mkdtemp(prefix=f"vdbnb-{name}-")
+    os.environ["VDBNB_DATA_DIR"] = d
+
+    def remove() -> None:
+        from vdbnb.api.embedded import stop_server
+        stop_server(Path(d))
+        shutil.rmtree(d, ignore_errors=True)
+
+    atexit.register(remove)
+    return d
+
+
 def _human_wait(seconds: float) -> None:
     time.sleep(max(0.0, seconds))
 
@@ -60,6 +79,31 @@ def wait(seconds: float, why: str = "") -> None:
     if why:
         print(f"… {why} ({seconds:g} s)")
     time.sleep(seconds)
+
+
+def wait_until(condition, timeout: float = 60.0, why: str = "", every: float = 0.25) -> bool:
+    """Wait until ``condition()`` is true (live results arrive when they arrive: a busy machine is slower), at
+    most ``timeout`` seconds; prints why, and says so if it gave up. Returns whether it came true."""
+    if why:
+        print(f"… {why} (up to {timeout:g} s)")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    ok = bool(condition())
+    if not ok:
+        print(f"… still waiting after {timeout:g} s{': ' + why if why else ''}; going on")
+    return ok
+
+
+def heard(spoken: str | list[str], transcript: str, share: float = 0.7) -> bool:
+    """True when at least ``share`` of the words ``spoken`` are in ``transcript`` (speech recognition may slip
+    on a word or two)."""
+    import re
+    said = {w for s in ([spoken] if isinstance(spoken, str) else spoken) for w in re.findall(r"[a-z0-9]+", s.lower())}
+    got = set(re.findall(r"[a-z0-9]+", transcript.lower()))
+    return bool(said) and len(said & got) >= share * len(said)
 
 
 def say(text: str, to: str = "mic", speed: int = 150, voice: str = "en-us", block: bool = True) -> float:

@@ -59,6 +59,7 @@ class ServerProc:
         self.proc: subprocess.Popen | None = None
         self.log = self.data_dir / "server-test.log"
         self.args: list[str] = []  # extra `vdbnb serve` arguments
+        self.launcher: list[str] = [sys.executable, "-m", "vdbnb"]  # how `vdbnb` is run
 
     @property
     def url(self) -> str:
@@ -72,7 +73,7 @@ class ServerProc:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vdbnb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            [*self.launcher, "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(self.data_dir), *self.args], stdout=logf, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -262,3 +262,34 @@ def long_session(root, hours: float, t0: float = 1_800_000_000.0, audio=("mic", 
     for f in fr.flush():
         (d / f"{f.seq:08d}.frag").write_bytes(f.pack())
     return out
+
+
+def processes_with_env(name: str, value: str) -> list[tuple[int, str]]:
+    """(pid, command line) of the live processes whose environment holds ``name=value``: everything a test
+    started (children and grandchildren inherit a marker variable), wherever it was reparented to."""
+    import os
+    from pathlib import Path
+    want = f"{name}={value}".encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if want not in (d / "environ").read_bytes().split(b"\0"):
+                continue
+            if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            out.append((int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:300]))
+        except OSError:
+            continue
+    return out
+
+
+def wait_no_processes_with_env(name: str, value: str, timeout: float = 30.0) -> list[tuple[int, str]]:
+    """Wait until no process carries ``name=value``; return those still alive at the deadline."""
+    deadline = time.time() + timeout
+    left = processes_with_env(name, value)
+    while left and time.time() < deadline:
+        time.sleep(0.2)
+        left = processes_with_env(name, value)
+    return left

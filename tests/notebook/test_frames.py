@@ -77,3 +77,17 @@ def test_liveframe_concurrent_appends_and_snapshots():
     assert snaps == sorted(snaps)  # snapshots only grow
     df.loc[0, "text"] = "changed"  # a snapshot is a copy
     assert lf.snapshot().loc[0, "text"] != "changed"
+
+
+def test_scenes_frame_speaks_utc_and_seconds_from_the_start():
+    from vdbnb.frames import scenes_frame
+    t0 = 1_795_835_000.0
+    recs = [{"start": t0 + 12.5, "end": t0 + 14.5, "text": "Budget review on Thursday", "engine": "e",
+             "metadata": {"ocr_text": "INVOICE-4471", "window_title": "Billing"}},
+            {"start": t0 + 20.0, "end": t0 + 21.0, "description": "a window moved", "engine": "e", "metadata": None}]
+    df = scenes_frame(recs, session_start=t0)
+    assert list(df.columns[:3]) == ["ts", "t", "duration"]
+    assert str(df["ts"].dt.tz) == "UTC" and df["ts"][0].isoformat() == "2026-11-28T03:03:32.500000+00:00"
+    assert df["t"].tolist() == [12.5, 20.0] and df["duration"].tolist() == [2.0, 1.0]
+    assert df["ocr_text"][0] == "INVOICE-4471" and df["window_title"][0] == "Billing" and df["text"][1] == "a window moved"
+    assert scenes_frame(recs)["t"].tolist() == [0.0, 7.5]      # no session start given: from the first scene

@@ -167,5 +167,5 @@ def test_events_become_transcript_counts_and_dataframes(rig, recording_comm):
 def test_missing_bundle_says_how_to_build(monkeypatch, tmp_path):
     from vdbnb.widgets import panel as P
     monkeypatch.setattr(P, "STATIC", Path(tmp_path))
-    with pytest.raises(WidgetBundleMissing, match="build_js.sh"):
+    with pytest.raises(WidgetBundleMissing, match="js/build.py"):
         CapturePanel(source=LocalPreviewSource(), preview=False)

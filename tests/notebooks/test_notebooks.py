@@ -2,15 +2,15 @@
 
 Each notebook runs in a fresh python3 kernel with its own data dir (``VDBNB_DATA_DIR`` = a temp dir), on the
 rig's screens, microphone and system audio; any cell error (including the notebook's own assert cells)
-fails the test. Afterwards the embedded server the notebook started is stopped by the pid in
-``<data_dir>/server.json``. The executed copy and the server log are saved in ``tests/notebooks/artifacts/``
+fails the test. Afterwards no process the notebook started may be left (the embedded server exits with its
+kernel; the recorder and windows too): every process carrying the notebook's VDBNB_DATA_DIR is looked for,
+and the kernel's TMPDIR must be empty. The executed copy and the server log are saved in ``tests/notebooks/artifacts/``
 (git-ignored), with the whole data dir when the notebook failed.
 
     RIG_DISPLAY=:95 pytest tests/notebooks          # every notebook, ~2-3 min each at most
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import wait_no_processes_with_env
+from vdbnb.server.lifecycle import start_time
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -52,7 +55,7 @@ def test_committed_without_outputs(path):
     for c in _code_cells(nb):
         assert not c.outputs and c.execution_count is None, f"{path.name}: strip outputs before committing"
     first = _code_cells(nb)[0].source
-    assert "VDBNB_DATA_DIR" in first, "the first code cell gives the notebook its own data dir"
+    assert "tutorial_data_dir(" in first, "the first code cell gives the notebook its own data dir"
     assert any(re.search(r"^assert ", c.source, re.M) for c in _code_cells(nb)), "outputs are checked"
 
 
@@ -70,22 +73,35 @@ def test_tutorial_input_on_a_desktop_only_prints(monkeypatch, capsys):
         tutorial.say("x", to="nowhere")
 
 
+def test_tutorial_data_dir_is_removed_with_its_server_when_the_kernel_exits(tmp_path):
+    """Outside the tests (no VDBNB_DATA_DIR), a tutorial's data dir is a temp folder that goes, with the embedded
+    server that used it, when the process (the kernel) exits."""
+    import subprocess
+    import sys
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import vdbnb; from rig.tutorial import "
+            "tutorial_data_dir; d = tutorial_data_dir('nbtest'); c = vdbnb.connect(); "
+            "print(json.dumps({'dir': d, 'pid': json.load(open(d + '/server.json'))['pid']}))")
+    env = {k: v for k, v in os.environ.items() if k not in ("VDBNB_DATA_DIR", "VDBNB_URL", "VDBNB_API_KEY")}
+    env["TMPDIR"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["dir"].startswith(str(tmp_path))
+    assert not Path(info["dir"]).exists() and [p for p in tmp_path.iterdir() if p.is_dir()] == []
+    assert start_time(info["pid"]) is None, "the tutorial's embedded server outlived it"   # gone (or a zombie)
+
+
 # ---------------------------------------------------------------- the notebooks themselves, on the rig
-def _stop_server(data_dir: Path) -> None:
-    try:
-        pid = int(json.loads((data_dir / "server.json").read_text())["pid"])
-    except (OSError, ValueError, KeyError):
-        return
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+def _kill(pid: int) -> None:
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.time() + wait
         while time.time() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if start_time(pid) is None:
                 return
             time.sleep(0.1)
 
@@ -99,7 +115,10 @@ def test_notebook_runs_on_the_rig(rig, path, tmp_path, monkeypatch):
     from nbclient.exceptions import CellExecutionError
 
     data_dir = tmp_path / "data"
-    monkeypatch.setenv("VDBNB_DATA_DIR", str(data_dir))       # the kernel inherits it
+    kernel_tmp = tmp_path / "tmp"                             # the kernel's temp folders, checked empty after
+    kernel_tmp.mkdir()
+    monkeypatch.setenv("VDBNB_DATA_DIR", str(data_dir))       # the kernel inherits it (and so does all it starts)
+    monkeypatch.setenv("TMPDIR", str(kernel_tmp))
     for var in ("VDBNB_URL", "VDBNB_API_KEY"):                  # always the notebook's own embedded server
         monkeypatch.delenv(var, raising=False)
     nb = nbformat.read(path, as_version=4)
@@ -113,7 +132,10 @@ def test_notebook_runs_on_the_rig(rig, path, tmp_path, monkeypatch):
     except CellExecutionError as e:
         pytest.fail(f"{path.name} failed after {time.time() - t0:.0f}s:\n{str(e)[-4000:]}", pytrace=False)
     finally:
-        _stop_server(data_dir)
+        # nbclient has shut the kernel down: the server, recorder and windows it started must go by themselves
+        left = wait_no_processes_with_env("VDBNB_DATA_DIR", str(data_dir), timeout=30)
+        for pid, _ in left:                                    # ours (they carry this test's data dir): stop them
+            _kill(pid)
         out = ARTIFACTS / path.stem                               # the executed copy, for inspection
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
@@ -124,4 +146,8 @@ def test_notebook_runs_on_the_rig(rig, path, tmp_path, monkeypatch):
             shutil.copytree(data_dir, out / "data", ignore=shutil.ignore_patterns("*.sock"))
     elapsed = time.time() - t0
     print(f"{path.name}: {elapsed:.0f}s")
+    assert not left, f"{path.name} left processes running after its kernel exited: {left}"
+    # (onnxruntime keeps a one-line `.ses` id file in TMPDIR by design: a file, not a folder)
+    left_tmp = sorted(p for p in kernel_tmp.iterdir() if p.is_dir())
+    assert not left_tmp, f"{path.name} left temp folders: {left_tmp}"
     assert elapsed < 300, f"{path.name} took {elapsed:.0f}s; a tutorial should run in 2-3 minutes"

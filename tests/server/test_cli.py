@@ -1,6 +1,7 @@
 """The `vdbnb` command against a real server."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -17,7 +18,14 @@ def test_info_sessions_search(server):
     info = json.loads(run("--data-dir", str(server.data_dir), "info", "--json").stdout)
     assert info["data_dir"] == str(server.data_dir)
     assert info["api_key_file"] == str(server.data_dir / "api_key")
-    assert info["webhook_secret"].startswith("whsec_")
+    assert info["webhook_secret_file"] == str(server.data_dir / "webhook_secret")
+    secret = (server.data_dir / "webhook_secret").read_text().strip()
+    assert "webhook_secret" not in info and "api_key" not in info      # where they are, not what they are
+    plain = run("--data-dir", str(server.data_dir), "info").stdout
+    assert secret not in plain and server.api_key not in plain and "--show-secrets" in plain
+    shown = json.loads(run("--data-dir", str(server.data_dir), "info", "--json", "--show-secrets").stdout)
+    assert shown["webhook_secret"] == secret and shown["api_key"] == server.api_key
+    assert set(info["engines"]) == {"stt", "ocr", "embeddings"} and all(e["installed"] for e in info["engines"].values())
     assert info["server"]["url"] == server.url
     httpx.post(f"{server.url}/collection/default/capture/session", headers=server.headers(),
                json={"end_user_id": "cli-user"}).raise_for_status()
@@ -27,3 +35,19 @@ def test_info_sessions_search(server):
     assert "no results" in out
     r = run("serve", "--host", "0.0.0.0", "--data-dir", str(server.data_dir))
     assert r.returncode == 2 and "--allow-remote" in r.stderr
+
+
+def test_serve_help_documents_every_option_with_its_default():
+    from vdbnb import cli
+    out = " ".join(run("serve", "--help").stdout.split())
+    out = out[out.index("options:"):]
+    serve = cli.build_parser()._subparsers._group_actions[0].choices["serve"]
+    options = [a for a in serve._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= 8
+    for a in options:
+        assert a.help and a.option_strings[0] in out, f"{a.option_strings} is not documented"
+        if a.default is None or a.default is argparse.SUPPRESS:     # from the environment: said in the help
+            assert "default: $VDBNB_" in a.help, a.option_strings
+        else:
+            seg = out[out.index(a.option_strings[0] + " "):]
+            assert f"(default: {a.default})" in seg[:500], (a.option_strings, seg[:300])

@@ -41,3 +41,17 @@ def test_connect_starts_reuses_and_survives_sigkill(tmp_path, monkeypatch):
             os.kill(info["pid"], signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+
+def test_capture_client_finds_the_server_connect_uses(tmp_path, monkeypatch):
+    from vdbnb.api.embedded import stop_server
+    for var in ("VDBNB_URL", "VDBNB_API_KEY", "VIDEO_DB_API"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("VDBNB_DATA_DIR", str(tmp_path / "d"))
+    conn = vdbnb.connect()
+    try:
+        assert not conn.base_url.endswith(":8765")            # a free port, not the default
+        client = vdbnb.CaptureClient(conn.generate_client_token())
+        assert client.base_url == conn.base_url
+    finally:
+        stop_server(tmp_path / "d")

@@ -24,7 +24,12 @@ class HttpClient:
         params = {k: v for k, v in (params or {}).items() if v is not None}
         body = None if json is None else {k: v for k, v in json.items()} if isinstance(json, dict) else json
         try:
-            r = self.http.request(method, "/" + path.lstrip("/"), json=body, params=params, content=content)
+            try:
+                r = self.http.request(method, "/" + path.lstrip("/"), json=body, params=params, content=content)
+            except httpx.ConnectError:
+                if not self._reconnect():
+                    raise
+                r = self.http.request(method, "/" + path.lstrip("/"), json=body, params=params, content=content)
         except httpx.ConnectError as e:
             raise ServerError(f"Cannot reach {self.base_url} ({e}). Is the server running? `vdbnb serve` "
                               "starts one; vdbnb.connect() with no URL starts the embedded one.") from None
@@ -32,6 +37,15 @@ class HttpClient:
             raise ServerError(f"{method} {path} timed out after {self.http.timeout.read}s; the server may be "
                               "overloaded — retry, or check its log.") from None
         return self._parse(r)
+
+    def _reconnect(self) -> bool:
+        """Called when the server refused the connection; True if a server is reachable again (subclasses that
+        know how to start one, e.g. the embedded server of a data dir)."""
+        return False
+
+    def _use_url(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http.base_url = self.base_url
 
     @staticmethod
     def _parse(r: httpx.Response) -> Any:

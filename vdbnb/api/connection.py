@@ -9,6 +9,7 @@ from ..config import KEY_FILE, Settings
 from ..errors import AuthenticationError
 from ._http import HttpClient
 from .collection import Collection
+from ..server.lifecycle import DEFAULT_IDLE_EXIT_S
 from .embedded import ensure_server
 from .session import CaptureSession
 from .websocket import EventListener, WebSocketConnection
@@ -19,9 +20,17 @@ class Connection(HttpClient):
         super().__init__(api_key, base_url, **headers)
         self.collection_id = "default"
         self.data_dir = data_dir
+        self._idle_exit_s = DEFAULT_IDLE_EXIT_S
 
     def __repr__(self) -> str:
         return f"Connection(base_url={self.base_url})"
+
+    def _reconnect(self) -> bool:
+        # the embedded server exits when idle (vdbnb/server/lifecycle.py): start it again, maybe on a new port
+        if self.data_dir is None:
+            return False
+        self._use_url(ensure_server(self.data_dir, idle_exit_s=self._idle_exit_s)["url"])
+        return True
 
     # ---- collections
     def get_collection(self, collection_id: str = "default") -> Collection:
@@ -126,7 +135,7 @@ def connect(api_key: str | None = None, base_url: str | None = None, data_dir: s
     ddir = None
     if not base_url:
         ddir = settings.data_dir
-        info = ensure_server(ddir)
+        info = ensure_server(ddir, idle_exit_s=settings.idle_exit_s)
         base_url = info["url"]
         api_key = api_key or info["api_key"]
     else:
@@ -137,4 +146,6 @@ def connect(api_key: str | None = None, base_url: str | None = None, data_dir: s
     if not api_key:
         raise AuthenticationError(f"No API key for {base_url}: pass api_key=, or set VDBNB_API_KEY "
                                   "(VIDEO_DB_API_KEY for VideoDB's cloud).")
-    return Connection(api_key, base_url, data_dir=ddir, **headers)
+    conn = Connection(api_key, base_url, data_dir=ddir, **headers)
+    conn._idle_exit_s = settings.idle_exit_s
+    return conn

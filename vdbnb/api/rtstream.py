@@ -139,6 +139,22 @@ class RTStreamSceneIndex:
         d = self._connection.get(f"rtstream/{self.rtstream_id}/index/scene/{self.rtstream_index_id}", **params)
         return {"scenes": d.get("scene_index_records", []), "next_page": d.get("next_page")}
 
+    def scenes_df(self, start: float | None = None, end: float | None = None):
+        """Every scene so far as a DataFrame (:func:`vdbnb.frames.scenes_frame`): ``ts`` in UTC and ``t`` in
+        seconds from the session start, then the text, engine, OCR text and window title."""
+        from ..frames import scenes_frame
+        records, page = [], 1
+        while page:
+            d = self.get_scenes(start, end, page=page, page_size=1000)
+            records += d["scenes"]
+            page = d["next_page"]
+        rts = self._connection.get(f"rtstream/{self.rtstream_id}")
+        session_start = None
+        if rts.get("session_id"):
+            s = self._connection.get_capture_session(rts["session_id"], rts.get("collection_id") or "default")
+            session_start = getattr(s, "started_at", None) or getattr(s, "created_at", None)
+        return scenes_frame(records, session_start)
+
     def start(self) -> None:
         self._connection.patch(f"rtstream/{self.rtstream_id}/index/scene/{self.rtstream_index_id}/status",
                                {"action": "start"})

@@ -115,16 +115,24 @@ class ChannelList(list):
 
 
 class Channels:
-    def __init__(self, mics=None, displays=None, system_audio=None, cameras=None, kernels=None):
+    """The recorder's channels by kind, plus ``problems``: why some kind is missing (no display, a Wayland
+    session, no sound server, no permission, no microphone), each ``{code, kind, message, hint}`` where
+    ``hint`` says what to do."""
+
+    def __init__(self, mics=None, displays=None, system_audio=None, cameras=None, kernels=None, problems=None):
         self.mics = ChannelList(mics or [])
         self.displays = ChannelList(displays or [])
         self.system_audio = ChannelList(system_audio or [])
         self.cameras = ChannelList(cameras or [])
         self.kernels = ChannelList(kernels or [])   # the notebook kernel, when listed from inside one
+        self.problems: list[dict] = list(problems or [])
 
     def __repr__(self):
+        probs = "".join(f"\n  {p.get('code')}: {p.get('message')}"
+                        + (f"\n    what to do: {p['hint']}" if p.get("hint") else "") for p in self.problems)
         return (f"Channels(mics={len(self.mics)}, displays={len(self.displays)}, "
-                f"system_audio={len(self.system_audio)}, cameras={len(self.cameras)}, kernels={len(self.kernels)})")
+                f"system_audio={len(self.system_audio)}, cameras={len(self.cameras)}, kernels={len(self.kernels)})"
+                + probs)
 
     def all(self) -> List[Channel]:
         """The media channels (the kernel channel is opt-in: ``channels.kernels.default``)."""

@@ -22,8 +22,14 @@ PREFIX = "videodb_recorder|"
 
 
 def default_base_url() -> str:
+    """The server to use when none is given: ``VDBNB_URL`` (or ``VIDEO_DB_API``), else the embedded server that
+    ``vdbnb.connect()`` started for the data dir (its server.json), else the default port."""
     s = Settings.from_env()
-    return s.url or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    if s.url:
+        return s.url
+    from vdbnb.api.embedded import running_server
+    info = running_server(s.data_dir)
+    return info["url"] if info else f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
 class CaptureClient:
@@ -174,7 +180,7 @@ class CaptureClient:
         self._problems = r.get("problems") or []
         from vdbnb.capture.kernel import current_shell
         kernels = [KernelChannel(client=self, is_default=True)] if current_shell() is not None else []
-        return Channels(mics, displays, sysa, cams, kernels)
+        return Channels(mics, displays, sysa, cams, kernels, problems=self._problems)
 
     async def start_session(self, capture_session_id: str, channels: List[Channel],
                             primary_video_channel_id: Optional[str] = None, **options) -> dict:

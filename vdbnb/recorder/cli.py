@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     if a.list_channels:
         from vdbnb.recorder.devices import list_channels
 
-        chans, problems = list_channels(settings.display)
+        chans, problems = list_channels(settings)
         print(json.dumps({"channels": [c.to_dict() for c in chans], "problems": problems}, indent=1))
         return 0
     if a.resend:

@@ -78,7 +78,7 @@ class Recorder:
         return {"level": self.log_level}
 
     async def _list(self) -> tuple[list[devices.ChannelInfo], list[dict]]:
-        chans, problems = await asyncio.to_thread(devices.list_channels, self.settings.display)
+        chans, problems = await asyncio.to_thread(devices.list_channels, self.settings)
         self._chan_cache = {c.channel_id: c for c in chans}
         return chans, problems
 
@@ -174,14 +174,14 @@ class Recorder:
             if cid in by_id:
                 ok.append(by_id[cid])
             else:
-                kind = cid.split(":", 1)[0]
-                why = next((x["message"] for x in problems
-                            if (kind == "display" and x["code"] == "NO_DISPLAY")
-                            or (kind != "display" and x["code"] == "NO_SOUND_SERVER")), None)
+                kind = "display" if cid.split(":", 1)[0] in ("display", "screen") else "audio"
+                why = next((x for x in problems if x.get("kind") == kind
+                            and (kind == "display" or x["code"] != "NO_MICROPHONE" or cid.startswith("mic:"))), None)
                 avail = ", ".join(sorted(by_id)) or "none"
-                bad.append({"channel_id": cid, "code": "UNKNOWN_CHANNEL",
+                bad.append({"channel_id": cid, "code": why["code"] if why else "UNKNOWN_CHANNEL",
                             "message": f"unknown or unavailable channel {cid!r}"
-                                       + (f": {why}" if why else "") + f" (available: {avail})"})
+                                       + (f": {why['message']}" if why else "") + f" (available: {avail})",
+                            **({"hint": why["hint"]} if why else {})})
         return ok, bad
 
     async def cmd_startPreview(self, p):
@@ -226,7 +226,8 @@ class Recorder:
             external = [cid for cid, d in requested.items() if d.get("type") == "kernel" or cid.startswith("kernel:")]
             ok, bad = await self._resolve([cid for cid in requested if cid not in external])
             if not ok and not external:
-                raise CommandError("UNKNOWN_CHANNEL", "; ".join(b["message"] for b in bad))
+                raise CommandError("UNKNOWN_CHANNEL", "; ".join(
+                    b["message"] + (f". What to do: {b['hint']}" if b.get("hint") else "") for b in bad))
             chans = channel_dicts(ok, requested, p.get("primary_video_channel_id"))
             chans += [{"channel_id": cid, "type": "kernel", "name": requested[cid].get("name") or cid,
                        "store": bool(requested[cid].get("store", False)), "is_primary": False} for cid in external]

@@ -112,8 +112,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health", tags=["meta"])
     def health():
+        from ..ai.engines import status as engines
         return {"success": True, "data": {"status": "ok", "version": __version__,
                                           "pipelines": ctx.pipelines.health() if ctx.pipelines else None,
+                                          "ai": "on" if ctx.pipelines is not None else "off",
+                                          "engines": engines(),
                                           "webhooks_pending": ctx.outbox.pending()}}
 
     from .routes_agent import router as agent_router

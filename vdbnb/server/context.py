@@ -42,6 +42,7 @@ class Context:
         self.exports_dir = self.data_dir / "exports"
         self._url_key = hashlib.sha256(("url-signing:" + self.webhook_secret).encode()).digest()
         self.pipelines = None  # set by app factory when AI is enabled
+        self.lifecycle = None  # set by serve(): when an embedded server exits by itself (lifecycle.py)
         self._search = None
         if not self.store.one("SELECT id FROM collections WHERE id=?", (DEFAULT_COLLECTION,)):
             self.store.insert("collections", {"id": DEFAULT_COLLECTION, "name": "Default Collection",

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from ..ai.engines import EngineMissing, require
 from ..events import AUDIO_CATEGORIES, AUDIO_INDEX, KERNEL, TRANSCRIPT, VISUAL_INDEX, new_id
 from .auth import Auth, Principal
 from .context import admin, base_url, ctx_of, reader
@@ -49,10 +50,19 @@ def _poke(request: Request) -> None:
         p.poke()
 
 
-def _require_ai(request: Request) -> None:
+def _require_ai(request: Request, *engines: str, what: str) -> None:
+    """400 in the envelope, naming what to install, when this request needs AI the server does not have."""
     if ctx_of(request).pipelines is None:
-        raise APIError(400, "The AI pipelines are not running on this server: install them with "
-                       "`pip install 'vdbnb[ai]'` and start the server without --no-ai.", "AI_UNAVAILABLE")
+        raise APIError(400, f"{what} needs the AI pipelines, which are not running on this server: install them "
+                       "with `pip install 'vdbnb[ai]'` and start the server without --no-ai.", "AI_UNAVAILABLE")
+    _need(*engines, what=what)
+
+
+def _need(*engines: str, what: str) -> None:
+    try:
+        require(*engines, what=what)
+    except EngineMissing as e:
+        raise APIError(400, str(e), "AI_NOT_INSTALLED") from None
 
 
 # ---------------------------------------------------------------- events (prompts for alerts)
@@ -117,7 +127,7 @@ def rtstream_status(rid: str, body: Action, request: Request, _: Principal = Dep
 def transcription(rid: str, body: TranscriptionRequest, request: Request, _: Principal = Depends(admin)):
     r = rts_row(request, rid)
     if body.action == "start":
-        _require_ai(request)
+        _require_ai(request, "stt", what="A transcript")
         if r["channel_id"] not in AUDIO_CATEGORIES:
             raise bad_request(f"transcripts run on audio streams (mic, system_audio); this one is a "
                               f"{r['channel_id']} stream. Use cap.get_rtstream('mic')[0].", "NOT_AUDIO")
@@ -161,13 +171,13 @@ def get_transcription(rid: str, request: Request, page: int = Query(1, ge=1, le=
 @router.post("/rtstream/{rid}/index/scene")
 def create_index(rid: str, body: IndexRequest, request: Request, _: Principal = Depends(admin)):
     r = rts_row(request, rid)
-    _require_ai(request)
     et = body.extraction_type or "time"
     if r["channel_id"] == KERNEL:
         raise bad_request("the kernel stream holds cell executions, not media: search it (rtstream.search) or "
                           "read its events (session.events_df()); index_audio/index_visuals need a mic, "
                           "system_audio or screen stream", "NOT_MEDIA")
     is_audio = r["channel_id"] != "screen"
+    _require_ai(request, "stt" if is_audio else "ocr", what="An audio index" if is_audio else "A visual index")
     if et == "transcript" and not is_audio:
         raise bad_request("index_audio needs an audio stream (mic or system_audio)", "NOT_AUDIO")
     if et in ("time", "shot") and is_audio:
@@ -280,6 +290,7 @@ def alert_status(rid: str, idx: str, aid: str, body: Action, request: Request, _
 # ---------------------------------------------------------------- search
 def _search(request: Request, body: SearchRequest, collection_id: str, rtstream_id: str | None = None) -> list:
     ctx = ctx_of(request)
+    _need("embeddings", what="Search")
     index = ctx.search_index()
     f = body.filter if isinstance(body.filter, dict) else {}
     kinds = f.get("kind") or f.get("kinds") or f.get("type")

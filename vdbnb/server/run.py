@@ -10,15 +10,21 @@ import sys
 from ..config import SERVER_FILE, Settings
 
 
-def serve(settings: Settings, log_level: str = "info") -> None:
+def serve(settings: Settings, log_level: str = "info", exit_with_owners: bool = False,
+          idle_exit_s: float | None = None) -> None:
+    """Run the server. ``exit_with_owners`` / ``idle_exit_s``: when it stops by itself (an embedded server;
+    vdbnb/server/lifecycle.py)."""
     import uvicorn
 
     from .app import create_app
+    from .lifecycle import ActivityMiddleware, Lifecycle
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     app = create_app(settings)
     ctx = app.state.ctx
+    ctx.lifecycle = Lifecycle(ctx, exit_with_owners, idle_exit_s)
+    app.add_middleware(ActivityMiddleware, lifecycle=ctx.lifecycle)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -38,9 +44,15 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     config = uvicorn.Config(app, log_level=log_level, access_log=False, ws_max_size=32 * 1024 * 1024,
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
+
+    def stop(_why: str) -> None:
+        server.should_exit = True          # uvicorn's own graceful shutdown (lifespan: pipelines, webhooks)
+
+    ctx.lifecycle.start(stop)
     try:
         server.run(sockets=[sock])
     finally:
+        ctx.lifecycle.close()
         try:
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()

@@ -25,7 +25,7 @@ Listener = Callable[[str, dict], None]
 def preview_channels() -> list[dict]:
     """The recorder's channels (one discovery: :func:`vdbnb.recorder.devices.list_channels`) that the preview
     shows: every display, the default microphone and the default system audio."""
-    chans, _problems = list_channels(Settings.from_env().display)
+    chans, _problems = list_channels(Settings.from_env())
     out = []
     for c in chans:
         if c.type == "video":
@@ -71,8 +71,18 @@ class LocalPreviewSource:
             self._channels = preview_channels()
         return [dict(c) for c in self._channels]
 
+    def problems(self) -> list[dict]:
+        """Why devices are missing (no display, Wayland, no sound server...), as the recorder would say it."""
+        try:
+            return list_channels(Settings.from_env())[1]
+        except Exception:  # noqa: BLE001 - a preview must come up even if discovery itself breaks
+            return []
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        return self._listeners.add(listener)
+        unsubscribe = self._listeners.add(listener)
+        for p in self.problems():          # what is missing and why, with what to do, as errors
+            listener("error", p)
+        return unsubscribe
 
     def start(self, channels: list[str]) -> Any:
         raise NotImplementedError("local preview cannot record; use the recorder (vdbnb.CaptureClient) as the "

@@ -64,6 +64,7 @@ class RecorderSource:
         self._listeners = Listeners()
         self._channels: dict[str, Any] = {}
         self._shown: list[dict] | None = None
+        self._problems: list[dict] = []
         self.default_selection: list[str] = []
         self.session: Any = None
         self.rtstreams: dict[str, Any] = {}
@@ -77,11 +78,20 @@ class RecorderSource:
             chans = self.client.list_channels()
             objs = list(chans.all()) + list(getattr(chans, "kernels", []))
             self._channels = {c.id: c for c in objs}
+            self._problems = list(getattr(chans, "problems", []) or [])
             self._shown, self.default_selection = pick_channels([_chan_dict(c) for c in objs])
         return [dict(c) for c in self._shown]
 
+    def problems(self) -> list[dict]:
+        """Why devices are missing (``{code, kind, message, hint}``), as the recorder found them."""
+        self.list_channels()
+        return [dict(p) for p in self._problems]
+
     def subscribe(self, listener: Callable[[str, dict], None]) -> Callable[[], None]:
-        return self._listeners.add(listener)
+        unsubscribe = self._listeners.add(listener)
+        for p in self.problems():          # what is missing and why, with what to do, as errors
+            listener("error", p)
+        return unsubscribe
 
     def start_preview(self, channels: list[str] | None = None) -> None:
         if channels is not None:   # the kernel channel has nothing to preview
@@ -100,7 +110,8 @@ class RecorderSource:
         for cid in channels:
             c = self._channels.get(cid)
             if c is None:
-                raise ValueError(f"unknown channel {cid!r}; pick from {sorted(self._channels)}")
+                why = "".join(f"; {p['message']} (what to do: {p.get('hint')})" for p in self._problems)
+                raise ValueError(f"unknown channel {cid!r}; pick from {sorted(self._channels)}{why}")
             c.store = self.store
             chans.append(c)
         cap = self.conn.create_capture_session(end_user_id=self.end_user_id, collection_id=self.collection_id)

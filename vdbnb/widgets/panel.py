@@ -41,7 +41,7 @@ def _bundle() -> tuple[str, str]:
 # What to do, by error code (recorder protocol codes + our own).
 HINTS = {
     "PERMISSION_DENIED": "grant screen/microphone access to the recorder, then press Start again.",
-    "NO_DISPLAY": "no X display: run inside a desktop session or set DISPLAY (tests: source the rig).",
+    "NO_DISPLAY": "no X display: run inside a desktop session or set DISPLAY (tests: source rig/rig-up.sh).",
     "AUDIO_DEVICE": "no audio input: check `pactl list short sources` (PulseAudio/PipeWire) and the mic cable.",
     "CHANNEL_LOST": "the device went away (unplugged or display sleep); pick channels again and restart.",
     "UPLOAD_FAILED": "the server did not accept media; check `%vdbnb status`; the recorder keeps a buffer and "
@@ -325,7 +325,7 @@ class CapturePanel(anywidget.AnyWidget):
             msg = payload.get("message") or kind
             if cid:
                 msg = f"{cid}: {msg}"
-            self._error(code, msg)
+            self._error(code, msg, payload.get("hint"))   # a source's own "what to do" (devices: no display...)
         elif kind == "recording-started":
             self.status = "recorder started"
         elif kind == "recording-complete":

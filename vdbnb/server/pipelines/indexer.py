@@ -27,6 +27,7 @@ class Indexer:
         self.ctx = pipes.ctx
         self.batches: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self._embeddings_missing: list[str] | None = None
 
     # ---- search documents
     def on_event(self, ev: Event) -> None:
@@ -38,6 +39,8 @@ class Indexer:
         if not kind or not (text or "").strip() or ev.start is None:
             return
         if ev.channel == TRANSCRIPT and not ev.is_final:
+            return
+        if not self._can_embed():
             return
         from ..search import Doc
         meta = {"engine": ev.engine, **({"index_name": ev.data.get("index_name")} if ev.data.get("index_name") else {})}
@@ -53,6 +56,17 @@ class Indexer:
                             kind="ocr", index_id=ev.index_id, start=ev.start, end=ev.end or ev.start, text=ocr,
                             metadata={"window_title": ev.data.get("window_title")}))
         self.ctx.search_index().add(docs)
+
+    def _can_embed(self) -> bool:
+        """Search documents need the embeddings engine; without it results are kept but not searchable (the
+        search route answers 400 naming what to install), said once in the log."""
+        if self._embeddings_missing is None:
+            from ...ai.engines import BY_KEY, missing_modules
+            self._embeddings_missing = missing_modules(BY_KEY["embeddings"])
+            if self._embeddings_missing:
+                log.warning("search documents are not indexed: the embeddings engine is not installed (missing %s; "
+                            "pip install 'vdbnb[ai]')", ", ".join(self._embeddings_missing))
+        return not self._embeddings_missing
 
     def forget(self, event_ids: list[str]) -> None:
         if event_ids:

@@ -33,8 +33,13 @@ def _screen_session(server, lines: list[str], title: str) -> tuple[str, str]:
     tok = httpx.post(server.url + "/capture/session/token", json={}, headers=h).json()["data"]["token"]
     httpx.post(server.url + "/capture/session/start", headers={"x-access-token": tok}, json={
         "session_id": sid, "channels": [{"channel_id": "display:1", "type": "video", "store": True}]}).raise_for_status()
-    img = text_image(lines, size=(1280, 720))
-    for f in screen_fragments("display:1", [(img, {"window_title": title, "app": "xterm"})] * 3, time.time()):
+    # 2 s of an empty screen, then 3 s of the text: the newest fragments continue the first one's GOP
+    # (gop_seq), so the frame endpoint must decode them on it
+    blank, img = text_image([], size=(1280, 720)), text_image(lines, size=(1280, 720))
+    frames = [(blank, {"window_title": "Desktop"})] * 4 + [(img, {"window_title": title, "app": "xterm"})] * 6
+    frags = screen_fragments("display:1", frames, time.time() - 5)
+    assert len(frags) >= 3 and frags[-1].gop_seq == frags[0].seq, [f.gop_seq for f in frags]
+    for f in frags:
         httpx.post(f"{server.url}/capture/session/{sid}/fragment", content=f.pack(),
                    headers={"x-access-token": tok}).raise_for_status()
     rid = httpx.get(f"{server.url}/collection/default/capture/session/{sid}", headers=h).json()["data"]["rtstreams"][0]["id"]

@@ -32,31 +32,31 @@ def _reader():
         return _READER
 
 
-def latest_fragment(ctx, rts: dict, at: float | None = None):
-    """The stored fragment holding the newest frame (or the newest frame at or before ``at``)."""
-    q, p = "SELECT seq, path, t0, t1 FROM fragments WHERE rtstream_id=?", [rts["id"]]
+def latest_frame(ctx, rts: dict, at: float | None = None):
+    """(fragment, (pts, RGB frame)): the newest stored frame of a screen stream, or the newest at or before
+    ``at``. A fragment that continues a GOP (``gop_seq``) is decoded on its GOP's earlier fragments."""
+    from ..media.decode import VideoStreamDecoder
+    q, p = "SELECT seq, path FROM fragments WHERE rtstream_id=?", [rts["id"]]
     if at is not None:
         q += " AND t0 <= ?"
         p.append(at)
     rows = ctx.store.all(q + " ORDER BY seq DESC LIMIT 3", p)
-    for r in rows:  # the newest one that decodes (a fragment is a whole GOP: it starts with a keyframe)
+    for r in rows:  # the newest fragment that decodes (one whose GOP is incomplete does not)
         frag = unpack(Path(ctx.ingest.media_dir / r["path"]).read_bytes())
-        if frag.kind == "video" and frag.packets:
-            return frag
+        if frag.kind != "video" or not frag.packets:
+            continue
+        dec = VideoStreamDecoder(lambda a, b: ctx.ingest.load_range(rts["id"], a, b))
+        best = None
+        for pts, rgb in dec.frames(frag):
+            if at is None or pts <= at or best is None:
+                best = (pts, rgb)
+        if best is not None:
+            return frag, best
+    if rows:
+        raise APIError(404, f"the newest fragments of {rts['id']} do not decode yet (their GOP is incomplete); "
+                            "ask again in a moment", "NO_FRAME")
     raise APIError(404, f"no frame stored yet for {rts['id']}: the display has not been recorded (start a capture "
                         "with this display, then ask again)", "NO_FRAME")
-
-
-def last_frame(frag, at: float | None = None) -> tuple[float, np.ndarray]:
-    from ..media.decode import iter_video_frames
-    best = None
-    for pts, rgb in iter_video_frames([frag]):
-        if at is None or pts <= at or best is None:
-            best = (pts, rgb)
-    if best is None:
-        raise APIError(404, f"the newest fragment of {frag.channel_id} has no decodable frame; ask again in a "
-                            "moment", "NO_FRAME")
-    return best
 
 
 def secret_lines(lines: list, scan) -> tuple[list[int], list[str]]:
@@ -121,8 +121,7 @@ def screen_frame(ctx, rts: dict, at: float | None = None, fmt: str = "png", max_
     if rts["channel_id"] != "screen":
         raise APIError(400, f"{rts['id']} is a {rts['channel_id']} stream; frames come from screen streams "
                             "(cap.get_rtstream('screen'))", "NOT_VIDEO")
-    frag = latest_fragment(ctx, rts, at)
-    pts, rgb = last_frame(frag, at)
+    frag, (pts, rgb) = latest_frame(ctx, rts, at)
     lines = _reader().read(rgb)
     hide, kinds = secret_lines(lines, scan)
     if hide:

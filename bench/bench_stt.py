@@ -74,7 +74,7 @@ def pct(v: list[float], q: float) -> float:
 
 # ----------------------------------------------------------------------------------------------- vdbnb
 
-def run_vdbnb(x: np.ndarray, spans, model: str) -> dict:
+def run_vdbnb(x: np.ndarray, spans, model: str, sentences: list[str] | None = None) -> dict:
     from vdbnb.ai.stt import StreamingTranscriber, get_transcriber
 
     tr = get_transcriber(model)
@@ -107,7 +107,7 @@ def run_vdbnb(x: np.ndarray, spans, model: str) -> dict:
         if mine:
             lat.append(max(mine) - e)
     hyp = " ".join(u.text for _, _, u in finals)
-    ref = " ".join(SENTENCES[: len(spans)])
+    ref = " ".join((sentences or SENTENCES)[: len(spans)])
     per = [" ".join(u.text for kk, _, u in finals if kk == k) for k in range(len(spans))]
     return {"lat": lat, "first_interim": list(first_interim.values()), "wer": wer(ref, hyp),
             "n_finals": len(finals), "cpu": cpu / wall, "texts": [u.text for _, _, u in finals], "per": per}

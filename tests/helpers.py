@@ -100,7 +100,7 @@ def video_fragments(channel_id: str, seconds: float = 2.0, fps: float = 2.0, t0:
     return out + fr.flush()
 
 
-def speak_16k(text: str, speed: int = 160) -> np.ndarray:
+def speak_16k(text: str, speed: int = 160, voice: str | None = None) -> np.ndarray:
     """espeak-ng speech as 16 kHz mono float32, resampled the way the server resamples captured audio (PyAV's
     libswresample, band-limited). Plain linear interpolation would alias the 8-11 kHz content into the band
     Whisper hears, which no capture path does."""
@@ -112,7 +112,8 @@ def speak_16k(text: str, speed: int = 160) -> np.ndarray:
 
     with tempfile.TemporaryDirectory() as d:
         f = f"{d}/s.wav"
-        subprocess.run(["espeak-ng", "-s", str(speed), "-w", f, text], check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-s", str(speed), *(["-v", voice] if voice else []), "-w", f, text],
+                       check=True, capture_output=True)
         with wave.open(f) as w:
             rate = w.getframerate()
             x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0

@@ -96,6 +96,7 @@ def main(argv=None):
     ap.add_argument("--set", default="both", choices=["heldout", "dev", "both"])
     ap.add_argument("--only", default="")
     ap.add_argument("--model", default="tiny.en")
+    ap.add_argument("--show", action="store_true", help="print reference and hypothesis of every sentence")
     a = ap.parse_args(argv)
     sets = {"heldout": HELDOUT, "dev": DEV} if a.set == "both" else {a.set: HELDOUT if a.set == "heldout" else DEV}
     want = [w.strip() for w in a.only.split(",") if w.strip()]
@@ -110,6 +111,9 @@ def main(argv=None):
                 rows.append((set_name, cond, rep, r["wer"], pct(r["lat"], 95), len(r["lat"]), len(spans)))
                 print(f"{set_name:8s} {cond:26s} run {rep + 1}: WER {100 * r['wer']:5.1f} %  p95 end->final "
                       f"{pct(r['lat'], 95):5.2f} s  ({len(r['lat'])}/{len(spans)} sentences got a final)", flush=True)
+                if a.show:
+                    for ref, hyp in zip(sents, r["per"]):
+                        print(f"    ref: {ref}\n    hyp: {hyp}")
     print(f"\nlive WER ({a.model}), worst run per set (load average {os.getloadavg()[0]:.1f})")
     print(f"{'set':10s} {'worst WER':>10s} {'goal':>8s} {'mean WER':>9s} {'worst p95':>10s} {'goal':>6s}")
     for set_name in sets:

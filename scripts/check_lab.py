@@ -60,7 +60,10 @@ def run_in_kernel(base: str, token: str, code: str, timeout: float = 120) -> str
                             "allow_stdin": False, "stop_on_error": True}}))
             out, deadline = [], time.time() + timeout
             while time.time() < deadline:
-                m = json.loads(ws.recv(timeout=max(1.0, deadline - time.time())))
+                raw = ws.recv(timeout=max(1.0, deadline - time.time()))
+                if isinstance(raw, bytes):    # binary frames (widget buffers) are not the replies we wait for
+                    continue
+                m = json.loads(raw)
                 if m.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 t = m["header"]["msg_type"]

@@ -68,7 +68,10 @@ class Lab:
         self.root = Path(root_dir)
         self.port = free_port()
         self.token = secrets.token_hex(16)
-        self.env = {**os.environ, **(env or {})}
+        # a marker every process of this lab inherits (the server, its kernels, what they start): see leftovers()
+        self.tag = secrets.token_hex(8)
+        self.env = {**os.environ, **(env or {}), "VDBNB_TEST_LAB": self.tag}
+        self.left: list[tuple[int, str]] = []
         self.proc: subprocess.Popen | None = None
         self.log = self.root / f"jupyter-{app}.log"
 
@@ -118,7 +121,11 @@ class Lab:
             time.sleep(0.2)
         raise RuntimeError(f"jupyter {self.app} did not come up in time")
 
-    def stop(self) -> None:
+    def stop(self) -> list[tuple[int, str]]:
+        """Stop the lab (its process group; the kernels it started shut down with it). Returns, and keeps in
+        ``self.left``, the processes of this lab still alive 20 s later (kernels, recorders, embedded servers:
+        anything carrying this lab's marker), after stopping them by pid: a test asserts it is empty."""
+        from tests.helpers import wait_no_processes_with_env
         if self.proc and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)  # the lab and the kernels it started
@@ -128,6 +135,13 @@ class Lab:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        self.left = wait_no_processes_with_env("VDBNB_TEST_LAB", self.tag, timeout=20)
+        for pid, _ in self.left:                  # ours (they carry this lab's marker)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return self.left
 
 
 @contextmanager

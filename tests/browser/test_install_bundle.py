@@ -89,3 +89,4 @@ def test_pip_install_without_node_gives_a_working_panel(rig, server, tmp_path):
             assert "display:1" in cards and "mic:default" in cards, cards
     finally:
         lab.stop()
+    assert not lab.left, f"processes of the lab left running after it stopped: {lab.left}"

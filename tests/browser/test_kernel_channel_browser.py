@@ -72,6 +72,7 @@ def test_kernel_channel_and_magics_in_the_browser(app, rig, server, tmp_path):
             assert str(cells[0][2].get("notebook_path")).endswith("kernel.ipynb"), cells[0]   # the kernel's __session__
     finally:
         lab.stop()
+    assert not lab.left, f"processes of the lab left running after it stopped: {lab.left}"
     for path in server.data_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path

@@ -172,3 +172,4 @@ def test_capture_panel_live(app, rig, server, tmp_path, speech_wav):
         if term is not None:
             term.terminate()
         lab.stop()
+    assert not lab.left, f"processes of the lab left running after it stopped: {lab.left}"

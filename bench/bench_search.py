@@ -6,6 +6,8 @@
                                                  #   pip install 'vdbnb[bench]' for the optional ones)
     python bench/bench_search.py --out DIR --keep             # keep the index, then re-measure it with
     python bench/bench_search.py --out DIR --reuse --show-misses   # ... and list the labelled misses
+    python bench/bench_search.py --backend postgresql [--database-url URL]   # the same on PostgreSQL
+                                                 #   (pgvector; without a URL: a PostgreSQL it starts itself)
 
 What it does
 - Generates plausible speech-transcript and on-screen (OCR) sentences from templates and vocabularies, then
@@ -433,17 +435,49 @@ def fidelity(texts: list[str], pool: np.ndarray, weights: np.ndarray, n: int = 3
     return float(np.mean(np.sum(real * compose_vectors(pool, pairs, weights), axis=1)))
 
 
+def open_index(out: Path, database_url: str | None = None, fresh: bool = False):
+    """The index under test: the embedded SearchIndex (a file under ``out``) or, with ``database_url``, the
+    PostgreSQL one (``fresh``: its segments are dropped first)."""
+    if database_url:
+        from vdbnb.server.search_pg import PgSearchIndex
+        from vdbnb.server.store_pg import PostgresStore
+        store = PostgresStore(database_url)
+        if fresh:
+            store.execute("DROP TABLE IF EXISTS segments")
+            store.execute("DROP TABLE IF EXISTS search_meta")
+        return PgSearchIndex(store, close_store=True)
+    from vdbnb.server.search import SearchIndex
+    if fresh:
+        for p in out.glob("search.sqlite*"):
+            p.unlink()
+    return SearchIndex(out / "search.sqlite")
+
+
+def nearest(ix, q: np.ndarray, k: int = 5) -> np.ndarray:
+    """The vector layer alone: row ids of the k nearest (what the semantic leg ranks before filters)."""
+    if hasattr(ix, "vectors"):
+        return ix.vectors.search(q, k)[0]
+    return np.array([i for i, _ in ix.nearest(q, k)], dtype=np.int64)
+
+
+def row_ids(ix, doc_ids: list[str]) -> dict[str, int]:
+    if hasattr(ix, "_db"):
+        return dict(ix._db().execute(f"SELECT doc_id, id FROM segments WHERE doc_id IN "
+                                     f"({','.join('?' * len(doc_ids))})", doc_ids).fetchall())
+    return {r["doc_id"]: r["id"] for r in ix.store.all("SELECT doc_id, id FROM segments WHERE doc_id = ANY(?)",
+                                                        (list(doc_ids),))}
+
+
 def build_index(out: Path, n: int, texts: list[str], pool: np.ndarray, weights: np.ndarray,
-                planted: list[tuple[str, str, str]], keep_matrix: bool):
-    """Fill a SearchIndex with n segments (the planted ones at random places). Returns the index, the
+                planted: list[tuple[str, str, str]], keep_matrix: bool, database_url: str | None = None):
+    """Fill a search index with n segments (the planted ones at random places). Returns the index, the
     planted doc ids, the stream each was planted in, and (optionally) the full float32 matrix by row id."""
     from vdbnb.ai.embed import get_embedder
-    from vdbnb.server.search import Doc, SearchIndex
+    from vdbnb.server.search import Doc
 
-    path = out / "search.sqlite"
-    for p in out.glob("search.sqlite*"):
-        p.unlink()
-    ix = SearchIndex(path)
+    ix = open_index(out, database_url, fresh=True)
+    if database_url:  # bulk load: COPY without the indexes, then build them once
+        ix.drop_indexes()
     rng = random.Random(13)
     plant_at = sorted(rng.sample(range(n), len(planted)))
     plant_vecs = get_embedder().embed([p[0] for p in planted])
@@ -457,7 +491,7 @@ def build_index(out: Path, n: int, texts: list[str], pool: np.ndarray, weights: 
     def commit(force: bool = False):
         # add in batches of ~20k so the graph insert runs on both cores
         if pend_docs and (force or len(pend_docs) >= 20_000):
-            ix.add(pend_docs, vectors=np.concatenate(pend_vecs))
+            (ix.bulk_add if database_url else ix.add)(pend_docs, np.concatenate(pend_vecs))
             pend_docs.clear()
             pend_vecs.clear()
 
@@ -488,6 +522,11 @@ def build_index(out: Path, n: int, texts: list[str], pool: np.ndarray, weights: 
             el = time.perf_counter() - t
             print(f"  indexed {i:,}/{n:,} segments in {el:.0f}s ({i / el:,.0f}/s)", flush=True)
     commit(force=True)
+    if database_url:
+        t = time.perf_counter()
+        ix.reindex()
+        print(f"  PostgreSQL indexes (HNSW on binary codes, GIN on tsvector) built in "
+              f"{time.perf_counter() - t:.0f}s", flush=True)
     ix.flush()
     return ix, plant_ids, plant_stream, matrix
 
@@ -517,9 +556,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold", action="store_true", help="drop the page cache before measuring (root only)")
     ap.add_argument("--show-misses", action="store_true", help="print each labelled query hybrid search missed")
     ap.add_argument("--random-queries", type=int, default=140, help="extra unlabelled queries for ANN recall")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="the embedded index (default) or the PostgreSQL one")
+    ap.add_argument("--database-url", help="with --backend postgresql: a database to use (its segments are "
+                    "replaced); default: a PostgreSQL started for the run (tests/engines.py)")
     a = ap.parse_args(argv)
     out = a.out or Path(tempfile.mkdtemp(prefix="vdbnb-bench-search-"))
     out.mkdir(parents=True, exist_ok=True)
+    engine = None
+    if a.backend == "postgresql" and not a.database_url:
+        from tests.engines import Postgres
+        engine = Postgres().start()
+        a.database_url = engine.new_database("bench")
+    db_url = a.database_url if a.backend == "postgresql" else None
     try:
         texts, pool, rate = pool_vectors(out, a.distinct)
         print(f"embedder: {rate:.0f} sentences/s (batch 64, 2 threads)", flush=True)
@@ -551,24 +600,28 @@ def main(argv: list[str] | None = None) -> int:
             if a.compare_only:
                 return 0
 
-        from vdbnb.server.search import SearchIndex
-        meta_path = out / "bench-index.json"
+        meta_path = out / f"bench-index-{a.backend}.json"
         meta = json.loads(meta_path.read_text()) if a.reuse and meta_path.exists() else None
-        if meta and meta["n"] == a.n and meta["queries"] == queries:
+        if meta and meta["n"] == a.n and meta["queries"] == queries and not db_url:
             build_s = meta["build_s"]
             answers, streams = meta["answers"], meta["streams"]
             print(f"\nreusing the search index over {a.n:,} segments in {out} (built in {build_s:.0f}s)", flush=True)
             t = time.perf_counter()
-            ix = SearchIndex(out / "search.sqlite")
+            ix = open_index(out)
             print(f"  opened in {time.perf_counter() - t:.1f}s", flush=True)
             matrix = np.asarray(ix.vectors._flat[: a.n + 1], dtype=np.float32)  # what the index stores, by row id
         else:
             print(f"\nbuilding the search index over {a.n:,} segments in {out}", flush=True)
             m0 = rss_mb()
             t = time.perf_counter()
-            ix, answers, streams, matrix = build_index(out, a.n, texts, pool, tok, planted, keep_matrix=True)
+            ix, answers, streams, matrix = build_index(out, a.n, texts, pool, tok, planted, keep_matrix=True,
+                                                       database_url=db_url)
             build_s = time.perf_counter() - t
             sizes = {p.name: p.stat().st_size / 2**20 for p in out.glob("search.sqlite*")}
+            if db_url:
+                sizes = {r["name"]: r["mb"] for r in ix.store.all(
+                    "SELECT relname AS name, pg_total_relation_size(oid) / 1048576.0 AS mb FROM pg_class "
+                    "WHERE relname IN ('segments', 'segments_bits', 'segments_tsv')")}
             print(f"  built in {build_s:.0f}s; RSS +{rss_mb() - m0:.0f} MB (incl. the bench's own "
                   f"{matrix.nbytes / 2**20:.0f} MB matrix); files: "
                   + ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items()), flush=True)
@@ -576,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
             meta_path.write_text(json.dumps(dict(n=a.n, queries=queries, answers=answers, streams=streams,
                                                  build_s=build_s)))
             t = time.perf_counter()
-            ix = SearchIndex(out / "search.sqlite")
+            ix = open_index(out, db_url)
             print(f"  reopened in {time.perf_counter() - t:.1f}s", flush=True)
 
         # ANN recall@5 against exact search over every stored vector
@@ -586,12 +639,11 @@ def main(argv: list[str] | None = None) -> int:
         ann_ms, rec = [], []
         for qi, q in enumerate(qvecs):
             t = time.perf_counter()
-            ids, _ = ix.vectors.search(q, 5)
+            ids = nearest(ix, q, 5)
             ann_ms.append((time.perf_counter() - t) * 1000)
             rec.append(min(1.0, np.sum(exact[qi, ids] >= kth[qi] - 1e-3) / 5))
         # the ceiling any index can reach: where exact cosine over everything ranks each labelled answer
-        rowid = dict(ix._db().execute(f"SELECT doc_id, id FROM segments WHERE doc_id IN "
-                                      f"({','.join('?' * len(answers))})", answers).fetchall())
+        rowid = row_ids(ix, answers)
         exact_rank = [int(np.sum(exact[qi] > exact[qi, rowid[ans]])) for qi, ans in enumerate(answers)]
         del matrix, exact
         gc.collect()
@@ -635,14 +687,15 @@ def main(argv: list[str] | None = None) -> int:
                           f"top 3: {[h.text for h in hits[:3]]}")
         ix.close()
 
-        print(f"\nresults over {a.n:,} segments ({len(queries)} labelled queries: "
+        print(f"\nresults over {a.n:,} segments on {a.backend} ({len(queries)} labelled queries: "
               f"{kinds.count('paraphrase')} paraphrase, {kinds.count('keyword')} keyword)")
         print(f"| search | p50 ms | p95 ms (goal ≤ {GOAL_P95_MS:.0f}) | recall@5 (goal ≥ {GOAL_RECALL}) |")
         print("|---|---|---|---|")
         for name, p50, p95, r in results:
             flag = "" if p95 <= GOAL_P95_MS and r >= GOAL_RECALL else " ✗"
             print(f"| {name} | {p50:.1f} | {p95:.1f} | {r:.3f}{flag} |")
-        print(f"| vectors only (1-bit scan + f16 rescore, {len(qvecs)} queries), recall vs exact | {ann_p50:.2f} | {ann_p95:.2f} | "
+        how = "binary-code HNSW + halfvec rescore" if db_url else "1-bit scan + f16 rescore"
+        print(f"| vectors only ({how}, {len(qvecs)} queries), recall vs exact | {ann_p50:.2f} | {ann_p95:.2f} | "
               f"{np.mean(rec):.3f} |")
         para = [r for r, k in zip(exact_rank, kinds) if k == "paraphrase"]
         print(f"| exact cosine over all {a.n:,} vectors, for reference: labelled answers in the top 5 | | | "
@@ -650,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nembedder: {rate:.0f} sentences/s; index build {build_s:.0f}s for {a.n:,} segments")
         return 0
     finally:
+        if engine is not None:
+            engine.stop()
         if not a.keep and not a.out:
             shutil.rmtree(out, ignore_errors=True)
 

@@ -17,6 +17,10 @@ def _cmd_serve(a) -> int:
               "really want other machines to reach it (put TLS in front).", file=sys.stderr)
         return 2
     settings = a.settings.replace(ai_enabled=False) if a.no_ai else a.settings
+    if settings.role not in ("all", "api"):
+        print(f"--role {settings.role}: use all (API, AI pipelines and exports in one process) or api (the AI "
+              "runs in `vdbnb worker`)", file=sys.stderr)
+        return 2
     serve(settings, a.log_level, exit_with_owners=a.exit_with_owners, idle_exit_s=a.idle_exit or None)
     return 0
 
@@ -27,6 +31,54 @@ def _cmd_stop(a) -> int:
     pid = stop_server(d)
     print(f"stopped the vdbnb server of {d} (pid {pid})" if pid else f"no vdbnb server is running for {d}")
     return 0
+
+
+def _cmd_worker(a) -> int:
+    from .server.worker import run_worker
+    settings = a.settings.replace(role="worker")
+    if not settings.database_url:
+        print("vdbnb worker shares a PostgreSQL store with `vdbnb serve --role api` replicas: set "
+              "VDBNB_DATABASE_URL (or --database-url postgresql://…); with the embedded SQLite store "
+              "`vdbnb serve` runs the AI itself", file=sys.stderr)
+        return 2
+    run_worker(settings, a.worker_host, a.worker_port, a.log_level)
+    return 0
+
+
+def _backends(st) -> dict:
+    """The store and media these settings use, and (on a shared store) the processes sharing it."""
+    out = {"store": {"kind": "sqlite", "location": str(st.data_dir / "vdbnb.sqlite3")},
+           "media": {"kind": "files", "location": str(st.data_dir)}, "processes": None}
+    if st.database_url:
+        from .server.context import redact_url
+        out["store"] = {"kind": st.database_url.split(":", 1)[0], "location": redact_url(st.database_url)}
+    if st.media_url:
+        out["media"] = {"kind": st.media_url.split(":", 1)[0], "location": st.media_url.split("?", 1)[0]}
+    if st.database_url and st.database_url.startswith("postgres"):
+        try:
+            from .server.store_pg import PostgresStore
+            store = PostgresStore(st.database_url, max_size=1)
+            try:
+                import time
+                rows = store.all("SELECT id, role, host, pid, url, heartbeat_at FROM processes ORDER BY role, id")
+                out["processes"] = [{**r, "heartbeat_age_s": round(time.time() - (r["heartbeat_at"] or 0), 1)}
+                                    for r in rows]
+                row = store.one("SELECT value FROM server_secrets WHERE name=?", (WEBHOOK_SECRET_FILE,))
+                out["webhook_secret"] = row["value"] if row else None
+            finally:
+                store.close()
+        except Exception as e:  # noqa: BLE001 - info must still print the rest
+            out["error"] = f"cannot read the database: {e}"
+    return out
+
+
+def _shared(b: dict) -> dict:
+    out = {"backends": {k: b[k] for k in ("store", "media", "processes") if k in b}}
+    if b.get("webhook_secret"):  # a shared store keeps it (every replica agrees): shown with --show-secrets
+        out["_db_webhook_secret"] = b["webhook_secret"]
+    if "error" in b:
+        out["backends"]["error"] = b["error"]
+    return out
 
 
 def _info(a) -> dict:
@@ -46,10 +98,12 @@ def _info(a) -> dict:
         "webhook_secret_file": str(secret) if secret.exists() else None,
         "server": srv or None, "engines": engine_status(),
         "llm": a.settings.llm_url or a.settings.llm_gguf or "offline default",
-    }
+    } | _shared(_backends(a.settings))
     if getattr(a, "show_secrets", False):
         info["api_key"] = key.read_text().strip() if key.exists() else None
-        info["webhook_secret"] = secret.read_text().strip() if secret.exists() else None
+        info["webhook_secret"] = info.pop("_db_webhook_secret", None) or \
+            (secret.read_text().strip() if secret.exists() else None)
+    info.pop("_db_webhook_secret", None)
     return info
 
 
@@ -75,6 +129,13 @@ def _cmd_info(a) -> int:
         print(f"{e['name']:<48}{state}")
         print(f"{'':<48}for {e['used_for']}")
     print(f"LLM                 {info['llm']}")
+    b = info["backends"]
+    print(f"store               {b['store']['kind']}: {b['store']['location']}")
+    print(f"media               {b['media']['kind']}: {b['media']['location']}")
+    if b.get("error"):
+        print(f"                    {b['error']}")
+    for p in b.get("processes") or []:
+        print(f"  {p['role']:<7} {p['id']}  pid {p['pid']} on {p['host']}  heartbeat {p['heartbeat_age_s']}s ago")
     return 0
 
 
@@ -104,6 +165,14 @@ def _cmd_search(a) -> int:
     for shot in res.get_shots():
         print(f"{shot.search_score:.3f}  {shot.rtstream_id}  {shot.start:.1f}-{shot.end:.1f}  {shot.text}")
     return 0
+
+
+def _scale_args(p) -> None:
+    p.add_argument("--database-url", default=None, help="the store: postgresql://user:pw@host:port/db "
+                   "(default: $VDBNB_DATABASE_URL, else SQLite in the data dir)")
+    p.add_argument("--media-url", default=None, help="the media: s3://bucket/prefix?endpoint=http://host:port&"
+                   "region=… with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default: $VDBNB_MEDIA_URL, else files "
+                   "in the data dir)")
 
 
 class Fmt(argparse.ArgumentDefaultsHelpFormatter):
@@ -142,12 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS", help="exit after this many "
                    "seconds with no request, websocket, recorder or live session (0: never; vdbnb.connect()'s "
                    "embedded server uses $VDBNB_IDLE_EXIT_S, default 300)")
+    s.add_argument("--role", default=None, help="all: API + AI pipelines + exports in this process; api: the API "
+                   "only, the AI runs in `vdbnb worker` processes sharing the same --database-url (default: "
+                   "$VDBNB_ROLE, else all)")
+    _scale_args(s)
     s.set_defaults(fn=_cmd_serve)
+    w = sub.add_parser("worker", help="run the AI pipelines beside `vdbnb serve --role api` replicas "
+                       "(shared PostgreSQL store and S3 media; docs/scale-out.md)", formatter_class=Fmt)
+    w.add_argument("--host", dest="worker_host", default="127.0.0.1", help="where /health is served")
+    w.add_argument("--port", dest="worker_port", type=int, default=0,
+                   help="port of /health (0: a free one, logged)")
+    w.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="scratch and key files")
+    _scale_args(w)
+    w.add_argument("--log-level", default="info", help="log verbosity")
+    w.set_defaults(fn=_cmd_worker)
     i = sub.add_parser("info", help="paths, versions, engines, where the API key and webhook secret are",
                        formatter_class=Fmt)
     i.add_argument("--json", action="store_true", help="print JSON")
     i.add_argument("--show-secrets", action="store_true", help="also print the API key and the webhook secret")
     i.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="data dir to describe")
+    _scale_args(i)
     i.set_defaults(fn=_cmd_info)
     st = sub.add_parser("stop", help="stop the server of the data dir (the embedded one vdbnb.connect() started)",
                         formatter_class=Fmt)
@@ -181,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(args)
     try:  # the settings, read once: the environment, then the command line
         a.settings = Settings.from_env(data_dir=a.data_dir, host=getattr(a, "host", None),
-                                       port=getattr(a, "port", None))
+                                       port=getattr(a, "port", None), role=getattr(a, "role", None),
+                                       database_url=getattr(a, "database_url", None),
+                                       media_url=getattr(a, "media_url", None))
     except SettingsError as e:
         print(f"vdbnb: {e}", file=sys.stderr)
         return 2

@@ -88,6 +88,19 @@ class Settings:
                                         "server")
     pipeline_behind_s: float = _setting("VDBNB_PIPELINE_BEHIND_S", 15.0, "a pipeline this far behind live "
                                         "emits `pipeline.behind`", "server")
+    # ---- scale-out (docs/scale-out.md)
+    database_url: str | None = _setting("VDBNB_DATABASE_URL", None, "the store: `postgresql://user:pw@host:port/db`"
+                                        " shared by api replicas and workers", "server",
+                                        shown="SQLite in the data dir")
+    media_url: str | None = _setting("VDBNB_MEDIA_URL", None, "the media: `s3://bucket/prefix?endpoint=…&region=…`"
+                                     " (credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`)", "server",
+                                     shown="files in the data dir")
+    role: str = _setting("VDBNB_ROLE", "all", "what `vdbnb serve` runs: `all` (API, AI pipelines, exports) or "
+                         "`api` (the AI runs in `vdbnb worker`)", "server")
+    scratch_max_mb: int = _setting("VDBNB_SCRATCH_MAX_MB", 2048, "local copies of S3 media one process keeps",
+                                   "server")
+    lease_s: float = _setting("VDBNB_LEASE_S", 10.0, "a worker that stops renewing its lease on a stream "
+                              "for this long loses it to another worker", "server")
     # ---- AI engines (server pipelines)
     stt_model: str = _setting("VDBNB_STT_MODEL", "tiny.en", "live speech-to-text model (`tiny.en` or "
                               "`base.en`)", "server")
@@ -165,6 +178,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def runs_pipelines(self) -> bool:
+        """This process runs the AI pipelines (roles ``all`` and ``worker``; an ``api`` replica does not)."""
+        return self.ai_enabled and self.role in ("all", "worker")
 
     @property
     def spool_root(self) -> Path:

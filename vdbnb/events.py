@@ -6,6 +6,7 @@ websocket in VideoDB's envelope (times in epoch **milliseconds**), and becomes o
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -70,6 +71,13 @@ def kind_of(channel: str | None, event: str | None = None) -> str | None:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def event_id(*parts: Any) -> str:
+    """A deterministic event id from what the event reports (stream, pipeline, index, media time …): a
+    pipeline step that is retried (after its worker died) emits the same id, so it is stored once."""
+    key = "|".join(f"{p:.2f}" if isinstance(p, float) else str(p) for p in parts)
+    return "ev-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -69,5 +69,5 @@ def test_illegal_transitions_and_fragments(server):
     assert poll["acked"]["mic:default"] == 0
     httpx.post(f"{u}/capture/session/{sid}/fragment", headers=ch, content=frags[1].pack()).raise_for_status()
     assert httpx.get(f"{u}/capture/session/{sid}", headers=ch).json()["data"]["acked"]["mic:default"] == 2
-    files = sorted((server.data_dir / "media" / sid).rglob("*.frag"))
-    assert len(files) == 3
+    files = server.backend.fragments(server.data_dir, sid)
+    assert len(files) == 3 and sorted(len(b) for b in files.values()) == sorted(len(f.pack()) for f in frags[:3])

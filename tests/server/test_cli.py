@@ -15,17 +15,32 @@ def run(*args, env=None):
 
 
 def test_info_sessions_search(server):
-    info = json.loads(run("--data-dir", str(server.data_dir), "info", "--json").stdout)
+    info = json.loads(run("--data-dir", str(server.data_dir), "info", "--json", env=server.env).stdout)
     assert info["data_dir"] == str(server.data_dir)
     assert info["api_key_file"] == str(server.data_dir / "api_key")
-    assert info["webhook_secret_file"] == str(server.data_dir / "webhook_secret")
-    secret = (server.data_dir / "webhook_secret").read_text().strip()
+    if server.backend.shared:  # the secrets live in the store, not in a file of the data dir
+        assert info["webhook_secret_file"] is None
+    else:
+        assert info["webhook_secret_file"] == str(server.data_dir / "webhook_secret")
+    secret = server.webhook_secret
     assert "webhook_secret" not in info and "api_key" not in info      # where they are, not what they are
-    plain = run("--data-dir", str(server.data_dir), "info").stdout
+    plain = run("--data-dir", str(server.data_dir), "info", env=server.env).stdout
     assert secret not in plain and server.api_key not in plain and "--show-secrets" in plain
-    shown = json.loads(run("--data-dir", str(server.data_dir), "info", "--json", "--show-secrets").stdout)
+    shown = json.loads(run("--data-dir", str(server.data_dir), "info", "--json", "--show-secrets",
+                           env=server.env).stdout)
     assert shown["webhook_secret"] == secret and shown["api_key"] == server.api_key
     assert set(info["engines"]) == {"stt", "ocr", "embeddings"} and all(e["installed"] for e in info["engines"].values())
+    b = info["backends"]  # the backends in use, and on a shared store the processes sharing it
+    if server.backend.shared:
+        assert b["store"] == {"kind": "postgresql", "location": server.backend.database_url}
+        assert b["media"]["kind"] == "s3" and b["media"]["location"] == server.backend.media_url.split("?")[0]
+        assert [p["role"] for p in b["processes"]] == ["all"] and b["processes"][0]["heartbeat_age_s"] < 10
+    else:
+        assert b["store"] == {"kind": "sqlite", "location": str(server.data_dir / "vdbnb.sqlite3")}
+        assert b["media"] == {"kind": "files", "location": str(server.data_dir)}
+    health = httpx.get(server.url + "/health").json()["data"]
+    assert health["backends"]["store"]["kind"] == b["store"]["kind"]
+    assert health["backends"]["media"]["kind"] == b["media"]["kind"]
     assert info["server"]["url"] == server.url
     httpx.post(f"{server.url}/collection/default/capture/session", headers=server.headers(),
                json={"end_user_id": "cli-user"}).raise_for_status()

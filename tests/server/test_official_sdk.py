@@ -12,7 +12,7 @@ videodb = pytest.importorskip("videodb")
 
 
 def webhook_secret(server) -> str:
-    return (server.data_dir / "webhook_secret").read_text().strip()
+    return server.webhook_secret
 
 
 def test_official_sdk_backend_flow(server):
@@ -120,13 +120,15 @@ def test_official_sdk_rtstream_calls(server):
     assert coll.get_rtstream(screen.id).status == "stopped"
     url = screen.generate_stream(int(cap.rtstreams[0].created_at), int(cap.rtstreams[0].created_at) + 2)
     assert url.startswith(server.url)
-    r = httpx.get(screen.stream_url)
-    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and len(r.content) > 1000
-    r = httpx.get(screen.stream_url, headers={"range": "bytes=0-99"})
+    # a player follows the media URL (with S3 media: a redirect to a presigned URL the bucket serves itself)
+    r = httpx.get(screen.stream_url, follow_redirects=True)
+    assert r.status_code == 200, (r.url, r.headers, [(h.status_code, h.headers) for h in r.history], r.text[:300])
+    assert r.headers["content-type"] == "video/mp4" and len(r.content) > 1000
+    r = httpx.get(screen.stream_url, headers={"range": "bytes=0-99"}, follow_redirects=True)
     assert r.status_code == 206 and len(r.content) == 100
     tampered = screen.stream_url.replace("sig=", "sig=0")
     assert httpx.get(tampered).status_code == 401
     exp = screen.export()  # a stopped stream exports to a playable asset
     assert exp.video_id.startswith("m-") and abs(exp.duration - 2.0) < 0.6
-    r = httpx.get(exp.stream_url)
+    r = httpx.get(exp.stream_url, follow_redirects=True)
     assert r.status_code == 200 and r.content[4:8] == b"ftyp"

@@ -48,7 +48,7 @@ def test_webhooks_survive_receiver_outage_and_server_sigkill(server):
             # at least once: a duplicate may only repeat the previous message, never reorder
             dedup = [e for i, e in enumerate(got) if i == 0 or e != got[i - 1]]
             assert dedup == LIFECYCLE, (sid, got)
-        secret = (server.data_dir / "webhook_secret").read_text().strip()
+        secret = server.webhook_secret
         wh = Webhook(secret)
         ids = set()
         for rec in hooks.received:
@@ -79,6 +79,6 @@ def test_wrong_signature_is_rejected_by_verifier(server):
             other.verify(rec["body"], rec["headers"])
         tampered = rec["body"].replace("created", "stopped")
         with pytest.raises(WebhookVerificationError):
-            Webhook((server.data_dir / "webhook_secret").read_text().strip()).verify(tampered, rec["headers"])
+            Webhook(server.webhook_secret).verify(tampered, rec["headers"])
     finally:
         hooks.stop()

@@ -275,6 +275,11 @@ class StreamingTranscriber:
 
     # -- public API
 
+    @property
+    def in_utterance(self) -> bool:
+        """An utterance is open (speech fed that has not been emitted as a final yet)."""
+        return self._active
+
     def feed(self, pcm: np.ndarray, t0: float) -> list[Utterance]:
         """Add audio (float32 16 kHz mono) whose first sample was captured at epoch ``t0``."""
         x = np.asarray(pcm, dtype=np.float32).reshape(-1)

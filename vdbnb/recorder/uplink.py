@@ -15,6 +15,7 @@ from typing import Callable
 import httpx
 
 from vdbnb.media.fragments import Fragment
+from vdbnb.recorder.replicas import MovedReplica, ingest_url_of, server_urls
 
 
 class UplinkError(RuntimeError):
@@ -100,9 +101,13 @@ ERRORS_KEPT = 20  # connection errors remembered (a long outage must not grow a 
 
 
 class Uplink:
-    def __init__(self, api_url: str, token: str, session_id: str, spool_root: Path,
+    def __init__(self, api_url: str | list[str], token: str, session_id: str, spool_root: Path,
                  emit: Callable[[str, dict], None] | None = None, backoff_cap: float = 2.0):
-        self.api_url = api_url.rstrip("/")
+        # one URL (a server, or a load balancer in front of replicas) or several replicas ("a,b" or a list):
+        # a link that fails moves on to the next replica, which takes the session (docs/scale-out.md)
+        self.api_urls = server_urls(api_url)
+        self._url_i = 0
+        self.api_url = self.api_urls[0]
         self.token = token
         self.session_id = session_id
         self.spool = Spool(Path(spool_root), session_id)
@@ -128,14 +133,28 @@ class Uplink:
         self._max_sent: dict[str, int] = {}
         self._err_at: dict[str, float] = {}   # error code -> last time reported (transient errors)
 
+    # ---------------------------------------------------------------- replicas
+    def _next_replica(self) -> None:
+        """Move to the next replica of the list (ingest included)."""
+        if len(self.api_urls) < 2:
+            return
+        self._url_i = (self._url_i + 1) % len(self.api_urls)
+        self.api_url = self.api_urls[self._url_i]
+        self.ingest_url = ingest_url_of(self.api_url, self.session_id)
+        self.stats["failovers"] = self.stats.get("failovers", 0) + 1
+
     # ---------------------------------------------------------------- REST
     async def _post(self, path: str, body: dict | None = None) -> dict:
-        try:
-            r = await self.http.post(self.api_url + path, json=body or {})
-        except httpx.HTTPError as e:
-            raise UplinkError("SERVER_UNREACHABLE", f"cannot reach the vdbnb server at {self.api_url}: {e!r}; "
-                              "is it running (vdbnb serve)?") from None
-        return self._check(r, path)
+        last = None
+        for _ in range(len(self.api_urls)):
+            try:
+                r = await self.http.post(self.api_url + path, json=body or {})
+                return self._check(r, path)
+            except httpx.HTTPError as e:
+                last = e
+                self._next_replica()
+        raise UplinkError("SERVER_UNREACHABLE", f"cannot reach the vdbnb server at {', '.join(self.api_urls)}: "
+                          f"{last!r}; is it running (vdbnb serve)?") from None
 
     @staticmethod
     def _check(r: httpx.Response, path: str) -> dict:
@@ -156,7 +175,7 @@ class Uplink:
         body = {"session_id": self.session_id, "channels": channels, **(extra or {})}
         data = await self._post("/capture/session/start", body)
         self.ingest_url = data.get("ingest_url")
-        if not self.ingest_url:
+        if not self.ingest_url or len(self.api_urls) > 1:  # with replicas: the one we talk to
             self.ingest_url = self._default_ingest_url()
         elif self.ingest_url.startswith("http"):
             self.ingest_url = self.ingest_url.replace("http", "ws", 1)
@@ -213,43 +232,52 @@ class Uplink:
         self.ingest_url = self._default_ingest_url()
 
     def _default_ingest_url(self) -> str:
-        base = self.api_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        return f"{base}/capture/session/{self.session_id}/ingest"
+        return ingest_url_of(self.api_url, self.session_id)
 
     # ---------------------------------------------------------------- the ingest websocket
     async def _run(self):
         """websockets' reconnecting ``connect()``: a failed attempt is retried after a jittered exponential
-        backoff (0.1 s doubling up to ``backoff_cap``); a dropped connection is reopened at once. Every error
-        is kept (the last ``ERRORS_KEPT``) and the latest one is ``last_error``."""
+        backoff (0.1 s doubling up to ``backoff_cap``); a dropped connection is reopened at once. Given several
+        replicas, a failed attempt moves on to the next one instead (the session is in the shared store, so any
+        replica takes it; what the dead one had not acknowledged is resent). Every error is kept (the last
+        ``ERRORS_KEPT``) and the latest one is ``last_error``."""
         from websockets.asyncio.client import connect
         from websockets.client import backoff
 
         first = True
-        attempts = connect(self.ingest_url, additional_headers={"x-access-token": self.token}, max_size=None,
-                           compression=None, open_timeout=3, ping_interval=5, ping_timeout=5, close_timeout=1,
-                           process_exception=self._retry_connect,
-                           reconnect_delays=lambda: backoff(0.1, 0.1, self.backoff_cap, 2.0))
-        async for ws in attempts:
-            if self._closing:
-                break
+        while not self._closing:
+            url = self.ingest_url
+            attempts = connect(url, additional_headers={"x-access-token": self.token}, max_size=None,
+                               compression=None, open_timeout=3, ping_interval=5, ping_timeout=5, close_timeout=1,
+                               process_exception=self._retry_connect,
+                               reconnect_delays=lambda: backoff(0.1, 0.1, self.backoff_cap, 2.0))
             try:
-                await self._hello(ws)
-                if not first:
-                    self.stats["reconnects"] += 1
-                first = False
-                await self._session(ws)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - the connection broke: reconnect
-                self._error(f"{type(e).__name__}: {e}")
-            finally:
-                self.connected.clear()
-            if self._closing:
-                break
+                async for ws in attempts:
+                    if self._closing:
+                        break
+                    try:
+                        await self._hello(ws)
+                        if not first:
+                            self.stats["reconnects"] += 1
+                        first = False
+                        await self._session(ws)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - the connection broke: reconnect
+                        self._error(f"{type(e).__name__}: {e}")
+                    finally:
+                        self.connected.clear()
+                    if self._closing:
+                        break
+            except MovedReplica:
+                await asyncio.sleep(0.1)  # the next replica, at once
+                continue
+            break
 
-    def _retry_connect(self, e: Exception) -> None:
+    def _retry_connect(self, e: Exception) -> Exception | None:
         """websockets' process_exception: every failed attempt is retried (the fragments wait in the spool);
-        a refused client token is said once per attempt so the user can act."""
+        a refused client token is said once per attempt so the user can act. With several replicas, an
+        unreachable one is left for the next (the returned exception ends this ``connect()``)."""
         from websockets.exceptions import InvalidStatus
 
         if isinstance(e, InvalidStatus):
@@ -258,8 +286,12 @@ class Uplink:
             if code in (401, 403):
                 self.emit("error", {"code": "AUTH_FAILED", "message": "the ingest websocket refused the client "
                                     "token; fragments stay in the spool at " + str(self.spool.dir)})
+                return None
         else:
             self._error(f"{type(e).__name__}: {e}")
+        if len(self.api_urls) > 1:
+            self._next_replica()
+            return MovedReplica(self.api_url)
         return None
 
     def _error(self, text: str) -> None:

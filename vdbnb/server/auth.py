@@ -67,10 +67,19 @@ class Auth:
         self.preset_key = api_key  # Settings.api_key (VDBNB_API_KEY): the key to create on first start
 
     # ------------------------------------------------------------------ bootstrap
-    def ensure_api_key(self) -> str:
-        """Create the API key on first start (or take VDBNB_API_KEY); keep it in a 0600 file."""
+    @property
+    def shared(self) -> bool:
+        """Several processes share the store (PostgreSQL): server secrets live in it, not in data dir files."""
+        return self.store.dialect == "postgresql"
+
+    def ensure_api_key(self) -> str | None:
+        """Create the API key on first start (or take VDBNB_API_KEY); keep it in a 0600 file. With a shared
+        store only the replica that creates the first key writes it to its data dir (set VDBNB_API_KEY on every
+        replica to use your own); the others just check keys against the store."""
         key_path = self.data_dir / KEY_FILE
         key = self.preset_key or (key_path.read_text().strip() if key_path.exists() else "")
+        if not key and self.shared and self.store.one("SELECT id FROM api_keys WHERE revoked_at IS NULL"):
+            return None
         if not key:
             key = "sk-" + secrets.token_urlsafe(32)
         if not key_path.exists() or key_path.read_text().strip() != key:
@@ -83,11 +92,21 @@ class Auth:
         return key
 
     def ensure_webhook_secret(self) -> str:
-        path = self.data_dir / WEBHOOK_SECRET_FILE
+        return self.server_secret(WEBHOOK_SECRET_FILE,
+                                  lambda: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+
+    def server_secret(self, name: str, make) -> str:
+        """A server secret, made once by ``make()`` (each secret is its own random value, none derived from
+        another): a 0600 file in the data dir, or a row of ``server_secrets`` when the store is shared, so that
+        every replica agrees."""
+        if self.shared:
+            self.store.insert("server_secrets", {"name": name, "value": make(), "created_at": now()}, ignore=True)
+            return self.store.one("SELECT value FROM server_secrets WHERE name=?", (name,))["value"]
+        path = self.data_dir / name
         if path.exists():
             os.chmod(path, 0o600)
             return path.read_text().strip()
-        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        secret = make()
         write_secret_file(path, secret)
         return secret
 

@@ -1,31 +1,33 @@
-"""One path for every result: store the event row, queue webhooks (durable), push to websockets."""
+"""One path for every result: store the event row, queue its webhook (same transaction), tell every process's
+websockets (the notifier), then run this process's listeners (search indexing)."""
 from __future__ import annotations
 
 from ..events import Event
-from .hub import Hub
-from .store import Store, _enc
+from .notify import Notifier
+from .store import Store
 from .webhooks import Outbox
 
 
 class EventBus:
-    def __init__(self, store: Store, hub: Hub, outbox: Outbox):
+    def __init__(self, store: Store, notifier: Notifier, outbox: Outbox):
         self.store = store
-        self.hub = hub
+        self.notifier = notifier
         self.outbox = outbox
         self.listeners: list = []  # callables(event) run in the emitting thread (pipelines, alerts)
 
     def emit(self, ev: Event, target_ws: str | None = None, webhook_url: str | None = None,
              webhook_body: dict | None = None) -> Event:
+        """Store ``ev`` once: an id already stored (a retried step emits the same deterministic id) is not
+        stored, queued or pushed a second time."""
         ev.stamp_emitted()
         row = ev.row()
         row["target_ws"] = target_ws
         with self.store.transaction():
-            cols = ",".join(f'"{c}"' for c in row)
-            self.store.db.execute(f"INSERT OR REPLACE INTO events ({cols}) VALUES ({','.join('?' * len(row))})",
-                                  [_enc(v) for v in row.values()])
+            if not self.store.insert("events", row, ignore=True):
+                return ev
             if webhook_url:
-                self.outbox.enqueue(webhook_url, webhook_body or ev.to_ws(), ev.session_id)
-        self.hub.publish(ev.collection_id, ev.to_ws(), target_ws)
+                self.outbox.enqueue(webhook_url, webhook_body or ev.to_ws(), ev.session_id, key=ev.id)
+            self.notifier.event(ev, target_ws)
         for fn in list(self.listeners):
             fn(ev)
         return ev
@@ -41,6 +43,6 @@ class EventBus:
         if since is not None:
             q += " AND emitted_at > ?"
             p.append(since)
-        q += " ORDER BY emitted_at, rowid LIMIT ?"
+        q += f" ORDER BY emitted_at, {self.store.rowid} LIMIT ?"
         p.append(limit)
         return [Event.from_row(r) for r in self.store.all(q, p)]

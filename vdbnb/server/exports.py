@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from pathlib import Path
 
 from ..events import AUDIO_CATEGORIES, KERNEL, new_id
 from .errors import APIError, conflict
@@ -14,6 +13,7 @@ from .store import dec, now
 
 log = logging.getLogger("vdbnb.server.exports")
 _jobs: dict[str, dict] = {}
+EXPORT_CLAIM_S = 600.0
 _jobs_lock = threading.Lock()
 
 
@@ -24,17 +24,19 @@ def _streams(ctx, session_id: str) -> tuple[list[dict], list[dict]]:
     return videos, audios
 
 
-def mux(ctx, out: Path, video: dict | None, audios: list[dict], start=None, end=None, progress=None) -> dict:
+def mux(ctx, key: str, video: dict | None, audios: list[dict], start=None, end=None, progress=None) -> dict:
+    """Mux the stored fragments into an MP4 and store it in the media store under ``key``."""
     from ..media.mux import mux_mp4
-    vf = ctx.ingest.fragment_paths(video["id"], start, end) if video else None
-    af = [ctx.ingest.fragment_paths(a["id"], start, end) for a in audios]
+    vf = ctx.ingest.fragment_sources(video["id"], start, end) if video else None
+    af = [ctx.ingest.fragment_sources(a["id"], start, end) for a in audios]
     af = [a for a in af if a]
     if not vf and not af:
         raise APIError(404, "no media was stored in that time range", "NO_MEDIA")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".part.mp4")
+    out = ctx.media.scratch(key)
+    tmp = out.with_suffix(f".{threading.get_ident()}.part.mp4")
     summary = mux_mp4(tmp, vf or None, af, start=start, end=end, progress=progress)
     tmp.replace(out)
+    ctx.media.put_file(key, out)
     return summary
 
 
@@ -48,21 +50,33 @@ def exported_sidecars(ctx, base: str, session: dict) -> list[dict]:
     out = []
     for s in ctx.sessions.rtstreams(session["id"]):
         name = EXPORT_NAME.format(channel=s["source_channel_id"].replace(":", "-"))
-        if s["channel_id"] == KERNEL and (ctx.exports_dir / session["id"] / name).is_file():
+        if s["channel_id"] == KERNEL and ctx.media.size(f"exports/{session['id']}/{name}") is not None:
             out.append({"channel_id": s["source_channel_id"], "rtstream_id": s["id"], "kind": "cell",
                         "name": name, "url": sidecar_url(ctx, base, session["id"], name)})
     return out
 
 
-def sidecar_path(ctx, session_id: str, name: str) -> Path:
-    """The file behind a sidecar URL (only names this module writes; nothing outside the export folder)."""
+def sidecar_key(ctx, session_id: str, name: str) -> str:
+    """The media-store key behind a sidecar URL (only names this module writes; nothing outside the export
+    folder)."""
     import re
     if not re.fullmatch(r"kernel-[A-Za-z0-9_.\-]+\.jsonl", name) or not re.fullmatch(r"[A-Za-z0-9_\-]+", session_id):
         raise APIError(404, "no such export file", "NOT_FOUND")
-    p = ctx.exports_dir / session_id / name
-    if not p.is_file():
+    key = f"exports/{session_id}/{name}"
+    if ctx.media.size(key) is None:
         raise APIError(404, "no such export file: export the session first", "NOT_FOUND")
-    return p
+    return key
+
+
+def write_sidecars(ctx, session: dict) -> None:
+    """The kernel's cells as JSON lines beside the exported media, in the media store."""
+    sid = session["id"]
+    out_dir = ctx.media.scratch(f"exports/{sid}/cells").parent  # files: the export folder itself
+    export_cells(ctx, session, out_dir)
+    for s in ctx.sessions.rtstreams(sid):
+        name = EXPORT_NAME.format(channel=s["source_channel_id"].replace(":", "-"))
+        if s["channel_id"] == KERNEL and (out_dir / name).is_file():
+            ctx.media.put_file(f"exports/{sid}/{name}", out_dir / name)
 
 
 def video_urls(ctx, base: str, video_id: str) -> dict:
@@ -71,12 +85,12 @@ def video_urls(ctx, base: str, video_id: str) -> dict:
             f"{ctx.sign(f'/player/video/{video_id}')}"}
 
 
-def _add_video(ctx, vid: str, session: dict, rtstream_id: str | None, kind: str, path: Path, summary: dict,
+def _add_video(ctx, vid: str, session: dict, rtstream_id: str | None, kind: str, key: str, summary: dict,
                name: str) -> None:
-    ctx.store.insert("videos", {"id": vid, "collection_id": session["collection_id"], "session_id": session["id"],
-                                "rtstream_id": rtstream_id, "name": name, "kind": kind, "path": str(path),
+    ctx.store.upsert("videos", {"id": vid, "collection_id": session["collection_id"], "session_id": session["id"],
+                                "rtstream_id": rtstream_id, "name": name, "kind": kind, "path": key,
                                 "duration": summary.get("duration"), "start": summary.get("start"),
-                                "end": summary.get("end"), "status": "ready", "created_at": now()}, replace=True)
+                                "end": summary.get("end"), "status": "ready", "created_at": now()}, key=("id",))
 
 
 def _run_export(ctx, session: dict, video_channel_id: str | None, base: str, job: dict) -> None:
@@ -89,7 +103,6 @@ def _run_export(ctx, session: dict, video_channel_id: str | None, base: str, job
         primary = primary or next((v for v in videos if v["is_primary"]), None) or (videos[0] if videos else None)
         parts = [("main", primary, audios)] + [("asset", s, []) for s in videos] + [("asset", None, [a])
                                                                                    for a in audios]
-        out_dir = ctx.exports_dir / sid
         main_id = None
         for i, (kind, v, al) in enumerate(parts):
             def prog(f, i=i):
@@ -97,7 +110,7 @@ def _run_export(ctx, session: dict, video_channel_id: str | None, base: str, job
             rid = (v or (al[0] if al else None) or {}).get("id")
             try:
                 vid = new_id("m") if (kind == "main" or v) else new_id("a")
-                path = out_dir / f"{vid}.mp4"
+                path = f"exports/{sid}/{vid}.mp4"
                 summary = mux(ctx, path, v, al, progress=prog)
             except APIError:
                 continue  # a channel with no media has no asset
@@ -110,7 +123,7 @@ def _run_export(ctx, session: dict, video_channel_id: str | None, base: str, job
         if not main_id:
             raise APIError(404, "nothing was recorded in this session", "NO_MEDIA")
         urls = video_urls(ctx, base, main_id)
-        export_cells(ctx, session, out_dir)
+        write_sidecars(ctx, session)
         sidecars = exported_sidecars(ctx, base, session)
         ctx.store.update("sessions", "id", sid, exported_video_id=main_id, export_status="exported")
         ctx.sessions.transition(sid, EXPORTED, data={"exported_video_id": main_id, **urls,
@@ -142,8 +155,15 @@ def request_session_export(ctx, session: dict, video_channel_id: str | None, bas
             return dict(job)
         job = {"session_id": sid, "video_channel_id": video_channel_id or session["primary_video_channel_id"],
                "export_status": "exporting", "progress": 0.0}
+        # claimed in the store: of several replicas asked (a load balancer spreads the polls), one exports;
+        # a claim older than EXPORT_CLAIM_S (its replica died) may be taken over
+        t = now()
+        claimed = ctx.store.execute(
+            "UPDATE sessions SET export_status='exporting', updated_at=? WHERE id=? AND (export_status IS NULL "
+            "OR export_status!='exporting' OR updated_at < ?)", (t, sid, t - EXPORT_CLAIM_S)).rowcount
+        if not claimed:
+            return job  # another replica is exporting it: ask again
         _jobs[sid] = job
-        ctx.store.update("sessions", "id", sid, export_status="exporting")
     threading.Thread(target=_run_export, args=(ctx, session, video_channel_id, base, job), daemon=True,
                      name=f"export-{sid}").start()
     return dict(job)
@@ -160,7 +180,7 @@ def export_rtstream(ctx, rts: dict, name: str | None, base: str) -> dict:
     session = ctx.sessions.row(rts["session_id"])
     is_video = rts["channel_id"] == "screen"
     vid = new_id("m" if is_video else "a")
-    path = ctx.exports_dir / (rts["session_id"] or "streams") / f"{vid}.mp4"
+    path = f"exports/{rts['session_id'] or 'streams'}/{vid}.mp4"
     summary = mux(ctx, path, rts if is_video else None, [] if is_video else [rts])
     _add_video(ctx, vid, session, rts["id"], "asset", path, summary, name or rts["name"])
     ctx.store.update("rtstreams", "id", rts["id"], exported_video_id=vid)
@@ -168,17 +188,17 @@ def export_rtstream(ctx, rts: dict, name: str | None, base: str) -> dict:
             **video_urls(ctx, base, vid)}
 
 
-def clip_path(ctx, rts: dict, start: float, end: float) -> Path:
+def clip_key(ctx, rts: dict, start: float, end: float) -> str:
     """An MP4 of [start, end] for this stream: the stream's display (or the session's primary display for
-    audio streams) with the session's audio mixed in. Cached on disk."""
+    audio streams) with the session's audio mixed in. Cached in the media store (its key is returned)."""
     videos, audios = _streams(ctx, rts["session_id"])
     video = rts if rts["channel_id"] == "screen" else next((v for v in videos if v["is_primary"]),
                                                            videos[0] if videos else None)
-    key = hashlib.sha256(f"{rts['id']}|{start:.3f}|{end:.3f}|{rts['last_seq']}".encode()).hexdigest()[:24]
-    out = ctx.data_dir / "clips" / f"{key}.mp4"
-    if not out.exists():
-        mux(ctx, out, video, audios, start=start, end=end)
-    return out
+    h = hashlib.sha256(f"{rts['id']}|{start:.3f}|{end:.3f}|{rts['last_seq']}".encode()).hexdigest()[:24]
+    key = f"clips/{h}.mp4"
+    if ctx.media.size(key) is None:
+        mux(ctx, key, video, audios, start=start, end=end)
+    return key
 
 
 def session_channels(ctx, sid: str) -> list[dict]:

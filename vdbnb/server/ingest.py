@@ -1,11 +1,11 @@
-"""Fragment ingest: validate, write to disk (fsync) before acknowledging, deduplicate, index, notify."""
+"""Fragment ingest: validate, store durably (the media store: fsync'd file or S3 object) before acknowledging,
+deduplicate, index, notify."""
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..cells import KIND as CELL_KIND
@@ -13,10 +13,12 @@ from ..events import KERNEL, SCREEN
 from ..media.check import check_media
 from ..media.fragments import Fragment, FragmentError, unpack
 from .kernel import check_cell
+from .media_store import FileMediaStore, MediaError, MediaStore
 from .sessions import ACTIVE, STARTING, STOPPED, STOPPING, Sessions
 from .store import Store, now
 
 log = logging.getLogger("vdbnb.server.ingest")
+MEDIA_PREFIX = "media/"   # fragments.path is relative to it
 ACCEPTING = (STARTING, ACTIVE, STOPPING)
 LATE_GRACE_S = 5.0  # a stopped session still takes media captured before its stop (a spool drained late)
 MAX_FRAGMENT_S = 60.0     # a video fragment is <= 2 s, an audio fragment <= 0.5 s: anything longer is not ours
@@ -31,12 +33,13 @@ class IngestError(Exception):
 
 
 class Ingest:
-    def __init__(self, store: Store, sessions: Sessions, media_dir: Path):
+    def __init__(self, store: Store, sessions: Sessions, media: MediaStore | Path):
         self.store = store
         self.sessions = sessions
-        self.media_dir = Path(media_dir)
+        self.media = media if isinstance(media, MediaStore) else FileMediaStore(Path(media).parent)
         self.listeners: list = []          # fn(rtstream_row, fragment) called after a fragment is stored
-        self.connections: dict[str, int] = {}   # session_id -> open ingest websockets
+        self.connections: dict[str, int] = {}   # session_id -> open ingest websockets (this process)
+        self.notifier = None                    # set by the context: pokes the workers of every process
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -91,34 +94,39 @@ class Ingest:
             expected = {SCREEN: "video", KERNEL: CELL_KIND}.get(s["channel_id"], "audio")
             if frag.kind != expected:
                 raise IngestError("BAD_KIND", f"channel {frag.channel_id} carries {expected}, not {frag.kind}")
-            path = self.media_dir / session_id / s["id"] / f"{frag.seq:08d}.frag"
+            rel = f"{session_id}/{s['id']}/{frag.seq:08d}.frag"
             try:
-                _durable_write(path, buf)
-            except OSError as e:
-                code = "DISK_FULL" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "STORAGE_ERROR"
-                raise IngestError(code, f"could not store fragment: {e.strerror}; free disk space in "
-                                  f"{self.media_dir} — the recorder keeps it and resends", 507) from None
+                self.media.put(MEDIA_PREFIX + rel, buf)
+            except MediaError as e:
+                raise IngestError(e.code, f"{e.message} — the recorder keeps the fragment and resends it",
+                                  507) from None
             t = now()
             with self.store.transaction():
-                self.store.db.execute(
-                    "INSERT INTO fragments (rtstream_id, seq, t0, t1, size, path, received_at) VALUES (?,?,?,?,?,?,?)",
-                    (s["id"], frag.seq, frag.t0, frag.t1, len(buf), str(path.relative_to(self.media_dir)), t))
+                if not self.store.insert("fragments", {"rtstream_id": s["id"], "seq": frag.seq, "t0": frag.t0,
+                                                       "t1": frag.t1, "size": len(buf), "path": rel,
+                                                       "received_at": t}, ignore=True):
+                    return frag, True  # another replica stored it meanwhile (a resend raced the original)
+                # rows locked in the order every writer uses (session, then its streams): no deadlock
+                self.store.execute("UPDATE sessions SET last_media_at=? WHERE id=?", (t, session_id))
+                # the contiguous high-water mark, read under the row lock (replicas may ingest one stream)
+                s = self.store.one("SELECT * FROM rtstreams WHERE id=?" + self.store.for_update, (s["id"],))
                 last = s["last_seq"]
-                while self.store.db.execute("SELECT 1 FROM fragments WHERE rtstream_id=? AND seq=?",
-                                            (s["id"], last + 1)).fetchone():
+                while self.store.one("SELECT 1 AS x FROM fragments WHERE rtstream_id=? AND seq=?",
+                                     (s["id"], last + 1)):
                     last += 1
                 first_t = min(s["first_t"] or frag.t0, frag.t0)
                 last_t = max(s["last_t"] or frag.t1, frag.t1)
                 info = s["codec_info"] or json.dumps({"codec": frag.codec, **frag.codec_info})
-                self.store.db.execute("UPDATE rtstreams SET last_seq=?, first_t=?, last_t=?, codec_info=? WHERE id=?",
-                                      (last, first_t, last_t, info, s["id"]))
-                self.store.db.execute("UPDATE sessions SET last_media_at=? WHERE id=?", (t, session_id))
+                self.store.execute("UPDATE rtstreams SET last_seq=?, first_t=?, last_t=?, codec_info=? WHERE id=?",
+                                   (last, first_t, last_t, info, s["id"]))
         if sess["status"] == STARTING:
             try:
                 self.sessions.transition(session_id, ACTIVE)
             except Exception:  # a concurrent fragment already activated it
                 pass
         s = self.store.one("SELECT * FROM rtstreams WHERE id=?", (s["id"],))
+        if self.notifier is not None:
+            self.notifier.poke("fragment", s["id"])
         for fn in list(self.listeners):
             try:
                 fn(s, frag)
@@ -126,12 +134,13 @@ class Ingest:
                 log.exception("fragment listener failed")
         return frag, False
 
-    def fragment_paths(self, rtstream_id: str, start: float | None = None, end: float | None = None) -> list[Path]:
-        """Paths of the fragments overlapping [start, end] in seq order, with the one before ``start`` when the
-        range begins in a gap (an unchanged screen is not re-sent: its last picture is still showing); for
-        video, from the fragment holding the keyframe of the first one's GOP (its pictures are needed to decode
-        the first frame shown)."""
-        q, p = "SELECT seq, path, t0 FROM fragments WHERE rtstream_id=?", [rtstream_id]
+    def fragment_rows(self, rtstream_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
+        """The stored fragments (seq, path, size, t0, t1) overlapping [start, end] in seq order, with the one
+        before ``start`` when the range begins in a gap (an unchanged screen is not re-sent: its last picture is
+        still showing); for video, from the fragment holding the keyframe of the first one's GOP (its pictures
+        are needed to decode the first frame shown)."""
+        cols = "seq, path, size, t0, t1"
+        q, p = f"SELECT {cols} FROM fragments WHERE rtstream_id=?", [rtstream_id]
         if start is not None:
             q += " AND t1 >= ?"
             p.append(start)
@@ -141,52 +150,40 @@ class Ingest:
         q += " ORDER BY seq"
         rows = self.store.all(q, p)
         if start is not None and rows and rows[0]["t0"] > start:
-            rows = self.store.all("SELECT seq, path, t0 FROM fragments WHERE rtstream_id=? AND t0<=? "
+            rows = self.store.all(f"SELECT {cols} FROM fragments WHERE rtstream_id=? AND t0<=? "
                                   "AND seq<? ORDER BY seq DESC LIMIT 1", (rtstream_id, start, rows[0]["seq"])) + rows
         if rows and start is not None:
             rows = self.gop_before(rtstream_id, rows[0]) + rows
-        return [self.media_dir / r["path"] for r in rows]
+        return rows
 
     def gop_before(self, rtstream_id: str, row) -> list:
-        """The stored fragments (seq, path) from the keyframe that opens ``row``'s GOP up to ``row`` (excluded);
-        [] when ``row`` opens its own GOP (every audio fragment does)."""
+        """The stored fragments from the keyframe that opens ``row``'s GOP up to ``row`` (excluded); [] when
+        ``row`` opens its own GOP (every audio fragment does)."""
         try:
-            gop = unpack((self.media_dir / row["path"]).read_bytes()).gop_seq
+            gop = unpack(self.fragment_bytes(row["path"])).gop_seq
         except (OSError, FragmentError):
             return []
         if gop is None:
             return []
-        return self.store.all("SELECT seq, path FROM fragments WHERE rtstream_id=? AND seq>=? AND seq<? ORDER BY seq",
-                              (rtstream_id, gop, row["seq"]))
+        return self.store.all("SELECT seq, path, size, t0, t1 FROM fragments WHERE rtstream_id=? AND seq>=? AND "
+                              "seq<? ORDER BY seq", (rtstream_id, gop, row["seq"]))
 
     def load_range(self, rtstream_id: str, first: int, last: int) -> list[Fragment]:
         """The stored fragments first..last (inclusive) that are there, in seq order."""
         rows = self.store.all("SELECT path FROM fragments WHERE rtstream_id=? AND seq>=? AND seq<=? ORDER BY seq",
                               (rtstream_id, first, last))
-        return [unpack((self.media_dir / r["path"]).read_bytes()) for r in rows]
+        return [unpack(self.fragment_bytes(r["path"])) for r in rows]
 
+    def fragment_bytes(self, path: str) -> bytes:
+        """The stored bytes of one fragment (``fragments.path``)."""
+        return self.media.get(MEDIA_PREFIX + path)
 
-def _durable_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(str(path.parent), os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    def fragment_sources(self, rtstream_id: str, start: float | None = None, end: float | None = None) -> list:
+        """Local files of the stored fragments of a stream in [start, end] (see :meth:`fragment_rows`), in seq
+        order, for the decoders and the muxer (which read them one at a time): the files themselves (file media
+        store) or copies in the bounded scratch folder (S3, fetched in parallel)."""
+        rows = self.fragment_rows(rtstream_id, start, end)
+        if isinstance(self.media, FileMediaStore):
+            return [self.media.path(MEDIA_PREFIX + r["path"]) for r in rows]
+        with ThreadPoolExecutor(8, thread_name_prefix="vdbnb-fetch") as pool:
+            return list(pool.map(lambda r: self.media.local_path(MEDIA_PREFIX + r["path"]), rows))

@@ -130,7 +130,7 @@ class KernelEvents:
         n = 0
         for r in rows:
             try:
-                frag = unpack(Path(self.ctx.ingest.media_dir / r["path"]).read_bytes())
+                frag = unpack(self.ctx.ingest.fragment_bytes(r["path"]))
                 self.emit(r, r["seq"], CellRecord.from_payload(frag.payload))
                 n += 1
             except Exception:

@@ -242,6 +242,10 @@ async def ingest_ws(ws: WebSocket, sid: str):
         return
     await ws.accept()
     ctx.ingest.connections[sid] = ctx.ingest.connections.get(sid, 0) + 1
+    if ctx.shared:  # the other replicas' watchdogs see this link (heartbeats keep it fresh)
+        await asyncio.to_thread(ctx.store.upsert, "ingest_links",
+                                {"session_id": sid, "replica": ctx.process_id, "links": ctx.ingest.connections[sid],
+                                 "heartbeat_at": now()}, key=("session_id", "replica"))
     try:
         row, acked = await asyncio.to_thread(_resume, ctx, sid, row)
         await ws.send_json({"type": "hello", "session_id": sid, "status": row["status"], "acked": acked})
@@ -268,8 +272,14 @@ async def ingest_ws(ws: WebSocket, sid: str):
     except WebSocketDisconnect:
         pass
     finally:
-        ctx.ingest.connections[sid] = max(0, ctx.ingest.connections.get(sid, 1) - 1)
-        await asyncio.to_thread(ctx.store.update, "sessions", "id", sid, last_media_at=now())
+        left = ctx.ingest.connections[sid] = max(0, ctx.ingest.connections.get(sid, 1) - 1)
+        await asyncio.to_thread(_link_closed, ctx, sid, left)
+
+
+def _link_closed(ctx, sid: str, left: int) -> None:
+    ctx.store.update("sessions", "id", sid, last_media_at=now())
+    if not left and ctx.shared:  # other replicas' watchdogs see it gone at once (not when its heartbeat is stale)
+        ctx.store.execute("DELETE FROM ingest_links WHERE session_id=? AND replica=?", (sid, ctx.process_id))
 
 
 def _resume(ctx, sid: str, row: dict) -> tuple[dict, dict]:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 
 from ..ai.engines import EngineMissing, require
 from ..events import AUDIO_CATEGORIES, AUDIO_INDEX, KERNEL, TRANSCRIPT, VISUAL_INDEX, new_id
@@ -45,9 +44,7 @@ def index_dict(r: dict) -> dict:
 
 
 def _poke(request: Request) -> None:
-    p = ctx_of(request).pipelines
-    if p is not None:
-        p.poke()
+    ctx_of(request).notifier.poke("work")  # the workers of every process sharing the store
 
 
 def _require_ai(request: Request, *engines: str, what: str) -> None:
@@ -365,9 +362,9 @@ def _check_sig(request: Request, path: str, signed: str) -> None:
 def clip_file(rid: str, request: Request, start: float = Query(..., ge=-MAX_EPOCH_S, le=MAX_EPOCH_S), end: float = Query(..., ge=-MAX_EPOCH_S, le=MAX_EPOCH_S)):
     path = f"/media/rtstream/{rid}/clip.mp4"
     _check_sig(request, path, f"{path}?start={start:.3f}&end={end:.3f}")
-    from .exports import clip_path
-    out = clip_path(ctx_of(request), rts_row(request, rid), start, end)
-    return FileResponse(out, media_type="video/mp4")
+    from .exports import clip_key
+    ctx = ctx_of(request)
+    return ctx.media.response(clip_key(ctx, rts_row(request, rid), start, end), "video/mp4")
 
 
 @router.get("/media/export/{sid}/{name}", include_in_schema=False)
@@ -375,18 +372,20 @@ def export_sidecar(sid: str, name: str, request: Request):
     """A JSON-lines file written beside a session's exported media (the kernel's cells), signed like media."""
     path = f"/media/export/{sid}/{name}"
     _check_sig(request, path, path)
-    from .exports import sidecar_path
-    return FileResponse(sidecar_path(ctx_of(request), sid, name), media_type="application/x-ndjson")
+    from .exports import sidecar_key
+    ctx = ctx_of(request)
+    return ctx.media.response(sidecar_key(ctx, sid, name), "application/x-ndjson")
 
 
 @router.get("/media/video/{vid}.mp4", include_in_schema=False)
 def video_file(vid: str, request: Request):
     path = f"/media/video/{vid}.mp4"
     _check_sig(request, path, path)
-    v = ctx_of(request).store.one("SELECT * FROM videos WHERE id=?", (vid,))
-    if not v or not Path(v["path"]).exists():
+    ctx = ctx_of(request)
+    v = ctx.store.one("SELECT * FROM videos WHERE id=?", (vid,))
+    if not v or ctx.media.size(v["path"]) is None:
         raise not_found("video", vid)
-    return FileResponse(v["path"], media_type="video/mp4")
+    return ctx.media.response(v["path"], "video/mp4")
 
 
 @router.get("/player/video/{vid}", include_in_schema=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -42,7 +41,7 @@ def latest_frame(ctx, rts: dict, at: float | None = None):
         p.append(at)
     rows = ctx.store.all(q + " ORDER BY seq DESC LIMIT 3", p)
     for r in rows:  # the newest fragment that decodes (one whose GOP is incomplete does not)
-        frag = unpack(Path(ctx.ingest.media_dir / r["path"]).read_bytes())
+        frag = unpack(ctx.ingest.fragment_bytes(r["path"]))
         if frag.kind != "video" or not frag.packets:
             continue
         dec = VideoStreamDecoder(lambda a, b: ctx.ingest.load_range(rts["id"], a, b))

@@ -94,11 +94,21 @@ class Sessions:
             fields["stopped_at"] = now()
         if error:
             fields["error"] = error
-        self.store.update("sessions", "id", session_id, **fields)
-        if new in (STOPPED, FAILED):
-            self.store.execute("UPDATE rtstreams SET status='stopped' WHERE session_id=?", (session_id,))
-        r = self.row(session_id)
-        self._lifecycle(r, new, data)
+        # compare-and-set on the status: of two threads or replicas making the same move, one emits its event
+        sets = ",".join(f'"{c}"=?' for c in fields)
+        with self.store.transaction():
+            moved = self.store.execute(f"UPDATE sessions SET {sets} WHERE id=? AND status=?",
+                                       [*fields.values(), session_id, old]).rowcount
+            if moved and new in (STOPPED, FAILED):
+                self.store.execute("UPDATE rtstreams SET status='stopped' WHERE session_id=?", (session_id,))
+            r = self.row(session_id)
+            if moved:  # the event (and its webhook) commit with the change they report
+                self._lifecycle(r, new, data)
+        if not moved:
+            if r["status"] == new:
+                return r  # someone else made this move
+            raise conflict(f"capture session {session_id} changed to {r['status']!r} meanwhile; it cannot become "
+                           f"{new!r}.")
         return r
 
     def resume_if_lost(self, session_id: str) -> bool:

@@ -1,14 +1,27 @@
-"""SQLite store (WAL) with versioned migrations: the server's single source of truth."""
+"""The server's store (the single source of truth): one interface, two engines.
+
+- :class:`SQLiteStore` (the default: one file in the data dir, WAL, zero set-up) — this module;
+- ``PostgresStore`` (``VDBNB_DATABASE_URL=postgresql://…``, several replicas and workers) — ``store_pg.py``.
+
+Callers write portable SQL with ``?`` placeholders (each engine translates) and use the helpers below for
+everything that differs between engines: :meth:`Store.insert` (``ignore=`` for insert-if-absent),
+:meth:`Store.upsert`, :meth:`Store.transaction`, :attr:`Store.rowid` (the column that orders rows by
+insertion), :meth:`Store.try_lock` (one holder of a named role at a time, e.g. the webhook dispatcher).
+``MIGRATIONS`` is one list for both engines: written in the portable subset (TEXT, INTEGER, REAL, BLOB,
+``INTEGER PRIMARY KEY AUTOINCREMENT``) and translated for PostgreSQL; an entry may instead be a dict
+``{"sqlite": sql, "postgresql": sql}`` when the engines need different statements.
+"""
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-MIGRATIONS: list[str] = [
+MIGRATIONS: list = [
     # 1: foundation
     """
     CREATE TABLE collections (id TEXT PRIMARY KEY, name TEXT, description TEXT, is_public INTEGER DEFAULT 0,
@@ -63,6 +76,22 @@ MIGRATIONS: list[str] = [
     CREATE TABLE pipeline_cursors (rtstream_id TEXT NOT NULL, pipeline TEXT NOT NULL, seq INTEGER NOT NULL,
                                    updated_at REAL, PRIMARY KEY (rtstream_id, pipeline));
     """,
+    # 3: processes sharing the store (api replicas, workers): leases on AI work per stream, ingest links with
+    # heartbeats, server secrets, a live process table; on PostgreSQL events get an insertion-order sequence
+    """
+    CREATE TABLE stream_leases (rtstream_id TEXT NOT NULL, pipeline TEXT NOT NULL, holder TEXT NOT NULL,
+                                expires_at REAL NOT NULL, acquired_at REAL, PRIMARY KEY (rtstream_id, pipeline));
+    CREATE TABLE ingest_links (session_id TEXT NOT NULL, replica TEXT NOT NULL, links INTEGER NOT NULL,
+                               heartbeat_at REAL NOT NULL, PRIMARY KEY (session_id, replica));
+    CREATE TABLE server_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created_at REAL);
+    CREATE TABLE processes (id TEXT PRIMARY KEY, role TEXT, host TEXT, pid INTEGER, url TEXT, started_at REAL,
+                            heartbeat_at REAL, health TEXT);
+    """,
+    {"sqlite": "", "postgresql": """
+    CREATE SEQUENCE events_rowid_seq;
+    ALTER TABLE events ALTER COLUMN rowid_seq SET DEFAULT nextval('events_rowid_seq');
+    CREATE INDEX events_order ON events(emitted_at, rowid_seq);
+    """},
 ]
 
 
@@ -70,11 +99,106 @@ def now() -> float:
     return time.time()
 
 
+class Result:
+    """What a write statement reports (the same on both engines)."""
+
+    def __init__(self, rowcount: int):
+        self.rowcount = rowcount
+
+
 class Store:
-    """Thread-safe wrapper over one SQLite connection (WAL)."""
+    """The store interface. Thread-safe; rows are dicts. See the module docstring."""
+
+    dialect = "?"
+    rowid = "rowid"      # orders rows of a table by insertion (events, outbox)
+    for_update = ""      # appended to a SELECT that must lock the rows it reads until the transaction ends
+    url = ""
+
+    # ---- statements (portable SQL, ``?`` placeholders)
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
+        raise NotImplementedError
+
+    def one(self, sql: str, params: Iterable[Any] = ()) -> dict | None:
+        raise NotImplementedError
+
+    def all(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
+        raise NotImplementedError
+
+    def transaction(self):
+        """``with store.transaction():`` — every store call of this thread inside the block is one
+        transaction (committed at the end, rolled back on an exception); a nested block joins it."""
+        raise NotImplementedError
+
+    def try_lock(self, name: str) -> "RoleLock | None":
+        """Take the role ``name`` (e.g. the webhook dispatcher) if no process sharing this store holds it:
+        a :class:`RoleLock` until released or this process dies, else None."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def schema_version(self) -> int:
+        return self.one("SELECT version FROM schema_version")["version"]
+
+    # ---- portable helpers
+    def insert(self, table: str, row: dict, ignore: bool = False) -> bool:
+        """Insert ``row``; with ``ignore=True`` a row whose key exists is left alone. True if inserted."""
+        cols = ",".join(f'"{c}"' for c in row)
+        qs = ",".join("?" for _ in row)
+        tail = " ON CONFLICT DO NOTHING" if ignore else ""
+        return self.execute(f"INSERT INTO {table} ({cols}) VALUES ({qs}){tail}",
+                            [_enc(v) for v in row.values()]).rowcount > 0
+
+    def upsert(self, table: str, row: dict, key: Iterable[str]) -> None:
+        """Insert ``row``, or update the row with the same ``key`` columns to these values."""
+        key = list(key)
+        cols = ",".join(f'"{c}"' for c in row)
+        qs = ",".join("?" for _ in row)
+        sets = ",".join(f'"{c}"=excluded."{c}"' for c in row if c not in key) or f'"{key[0]}"=excluded."{key[0]}"'
+        self.execute(f"INSERT INTO {table} ({cols}) VALUES ({qs}) ON CONFLICT ({','.join(key)}) DO UPDATE SET {sets}",
+                     [_enc(v) for v in row.values()])
+
+    def update(self, table: str, key: str, key_value: Any, **fields: Any) -> int:
+        sets = ",".join(f'"{c}"=?' for c in fields)
+        return self.execute(f"UPDATE {table} SET {sets} WHERE {key}=?",
+                            [_enc(v) for v in fields.values()] + [key_value]).rowcount
+
+
+class RoleLock:
+    """A held role (see :meth:`Store.try_lock`)."""
+
+    def __init__(self, name: str, release, alive=None):
+        self.name = name
+        self._release = release
+        self._alive = alive
+
+    def held(self) -> bool:
+        """Still held (on PostgreSQL: its session is still open)."""
+        return self._release is not None and (self._alive is None or self._alive())
+
+    def release(self) -> None:
+        if self._release is not None:
+            rel, self._release = self._release, None
+            try:
+                rel()
+            except Exception:  # the connection is gone: so is the lock
+                pass
+
+
+def migration_sql(entry, dialect: str) -> str:
+    return entry.get(dialect, "") if isinstance(entry, dict) else entry
+
+
+class SQLiteStore(Store):
+    """One SQLite connection (WAL) shared by the process's threads under a lock: the embedded default."""
+
+    dialect = "sqlite"
+    rowid = "rowid"
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
@@ -82,9 +206,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        self._roles: set[str] = set()
+        self._depth = 0
         self._migrate()
 
-    # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
         with self._lock:
             self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -92,10 +217,10 @@ class Store:
             version = row[0] if row else 0
             if row is None:
                 self.db.execute("INSERT INTO schema_version VALUES (0)")
-            for i, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+            for i, entry in enumerate(MIGRATIONS[version:], start=version + 1):
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in sql.split(";"):
+                    for stmt in migration_sql(entry, self.dialect).split(";"):
                         if stmt.strip():
                             self.db.execute(stmt)
                     self.db.execute("UPDATE schema_version SET version=?", (i,))
@@ -104,14 +229,9 @@ class Store:
                     self.db.execute("ROLLBACK")
                     raise
 
-    @property
-    def schema_version(self) -> int:
-        return self.one("SELECT version FROM schema_version")["version"]
-
-    # ------------------------------------------------------------------ helpers
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
         with self._lock:
-            return self.db.execute(sql, tuple(params))
+            return Result(self.db.execute(sql, tuple(params)).rowcount)
 
     def one(self, sql: str, params: Iterable[Any] = ()) -> dict | None:
         with self._lock:
@@ -122,39 +242,52 @@ class Store:
         with self._lock:
             return [dict(r) for r in self.db.execute(sql, tuple(params)).fetchall()]
 
-    def transaction(self):
-        return _Tx(self)
+    @contextmanager
+    def transaction(self) -> Iterator["SQLiteStore"]:
+        with self._lock:  # re-entrant: this thread's store calls inside the block share the transaction
+            if self._depth:  # nested: part of the enclosing transaction
+                self._depth += 1
+                try:
+                    yield self
+                finally:
+                    self._depth -= 1
+                return
+            self.db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
+            finally:
+                self._depth = 0
 
-    def insert(self, table: str, row: dict, replace: bool = False) -> None:
-        cols = ",".join(f'"{c}"' for c in row)
-        qs = ",".join("?" for _ in row)
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        self.execute(f"{verb} INTO {table} ({cols}) VALUES ({qs})", [_enc(v) for v in row.values()])
-
-    def update(self, table: str, key: str, key_value: Any, **fields: Any) -> None:
-        sets = ",".join(f'"{c}"=?' for c in fields)
-        self.execute(f"UPDATE {table} SET {sets} WHERE {key}=?", [_enc(v) for v in fields.values()] + [key_value])
+    def try_lock(self, name: str) -> "RoleLock | None":
+        # one process owns an SQLite data dir (the embedded server): the role is this process's unless taken
+        with self._lock:
+            if name in self._roles:
+                return None
+            self._roles.add(name)
+        return RoleLock(name, lambda: self._roles.discard(name))
 
     def close(self) -> None:
         with self._lock:
             self.db.close()
 
 
-class _Tx:
-    def __init__(self, store: Store):
-        self.store = store
-
-    def __enter__(self):
-        self.store._lock.acquire()
-        self.store.db.execute("BEGIN IMMEDIATE")
-        return self.store
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self.store.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.store._lock.release()
-        return False
+def open_store(database_url: str | None, data_dir: Path) -> Store:
+    """The store named by ``database_url`` (``postgresql://…``), or SQLite in the data dir when it is empty."""
+    if not database_url or database_url.startswith("sqlite"):
+        path = Path(database_url.split("sqlite:///", 1)[1]) if database_url and "sqlite:///" in database_url \
+            else Path(data_dir) / "vdbnb.sqlite3"
+        return SQLiteStore(path)
+    if database_url.startswith(("postgresql://", "postgres://")):
+        from .store_pg import PostgresStore
+        return PostgresStore(database_url)
+    raise ValueError(f"unsupported database URL {database_url.split(':', 1)[0]}://…: use postgresql://user:pw@host:"
+                     "port/db, or leave VDBNB_DATABASE_URL unset for SQLite in the data dir")
 
 
 def _enc(v: Any) -> Any:

@@ -1,8 +1,14 @@
 """Durable webhook outbox: at least once, in order per session, retried with backoff across restarts,
-signed as the Standard Webhooks spec says (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)."""
+signed as the Standard Webhooks spec says (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
+
+Every process that shares the store runs an :class:`Outbox`, but only one dispatches at a time (the
+``outbox`` role of :meth:`Store.try_lock`: an advisory lock on PostgreSQL, released when its holder dies);
+the others wait to take over. A message's id is derived from what it reports (the event id), so a retried
+step queues it once."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -12,33 +18,51 @@ from datetime import datetime, timezone
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from .store import Store, now
+from .store import RoleLock, Store, now
 
 log = logging.getLogger("vdbnb.server.webhooks")
+ROLE = "outbox"
+TAKEOVER_POLL_S = 1.0  # a process without the dispatcher role tries to take it this often
 
 
 class Outbox:
-    def __init__(self, store: Store, secret: str, max_backoff: float = 5.0, timeout: float = 5.0):
+    def __init__(self, store: Store, secret: str, max_backoff: float = 5.0, timeout: float = 5.0,
+                 notifier=None):
         self.store = store
         self.signer = Webhook(secret)
         self.max_backoff = max_backoff
         self.timeout = timeout
+        self.notifier = notifier
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.role: RoleLock | None = None
+        if notifier is not None:
+            notifier.on("outbox", lambda _: self._wake_up())
 
-    def enqueue(self, url: str, body: dict, session_id: str | None) -> str:
-        """Store a delivery; called inside the same thread as the state change it reports."""
-        msg_id = "msg_" + uuid.uuid4().hex
-        self.store.insert("webhook_outbox", {"msg_id": msg_id, "session_id": session_id or "", "url": url,
-                                             "body": json.dumps(body), "created_at": now(),
-                                             "next_attempt_at": 0})
-        self.poke()
+    def enqueue(self, url: str, body: dict, session_id: str | None, key: str | None = None) -> str:
+        """Store a delivery, inside the transaction of the state change it reports. ``key`` (an event id)
+        makes the message id deterministic: the same key and URL are queued once."""
+        msg_id = "msg_" + (hashlib.sha256(f"{key}|{url}".encode()).hexdigest()[:32] if key else uuid.uuid4().hex)
+        if self.store.insert("webhook_outbox", {"msg_id": msg_id, "session_id": session_id or "", "url": url,
+                                                "body": json.dumps(body), "created_at": now(),
+                                                "next_attempt_at": 0}, ignore=True):
+            self.poke()
         return msg_id
 
     def poke(self) -> None:
-        loop = getattr(self, "_loop", None)
-        if loop is not None:
-            loop.call_soon_threadsafe(self._wake.set)
+        if self.notifier is not None:
+            self.notifier.poke("outbox")
+        else:
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    @property
+    def dispatching(self) -> bool:
+        return self.role is not None and self.role.held()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -51,6 +75,9 @@ class Outbox:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self.role is not None:
+            await asyncio.to_thread(self.role.release)
+            self.role = None
 
     def pending(self) -> int:
         return self.store.one("SELECT COUNT(*) n FROM webhook_outbox WHERE delivered_at IS NULL")["n"]
@@ -65,6 +92,14 @@ class Outbox:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             while True:
                 try:
+                    if not self.dispatching:
+                        if self.role is not None:
+                            log.warning("webhook dispatcher role lost (database connection); taking it again")
+                            self.role = None
+                        self.role = await asyncio.to_thread(self.store.try_lock, ROLE)
+                        if self.role is None:  # another process dispatches; take over if it dies
+                            await asyncio.sleep(TAKEOVER_POLL_S)
+                            continue
                     heads = await asyncio.to_thread(self._heads)
                     due = [h for h in heads if (h["next_attempt_at"] or 0) <= now()]
                     if due:

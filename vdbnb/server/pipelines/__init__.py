@@ -13,6 +13,7 @@ from ..store import now
 from .alerts import AlertEngine
 from .audio import AudioWorker
 from .indexer import Indexer
+from .leases import Leases
 from .visual import VisualWorker
 
 log = logging.getLogger("vdbnb.server.pipelines")
@@ -21,21 +22,30 @@ log = logging.getLogger("vdbnb.server.pipelines")
 class Pipelines:
     def __init__(self, ctx):
         self.ctx = ctx
+        self.leases = Leases(ctx.store, ctx.process_id, ctx.settings.lease_s)
         self.indexer = Indexer(self)
         self.alerts = AlertEngine(self)
         self.workers = [AudioWorker(self), VisualWorker(self)]
         self._behind_said: dict[tuple[str, str], float] = {}
-        ctx.ingest.listeners.append(lambda stream, frag: self.poke())
+        # new media or changed work, from any process sharing the store (this one included)
+        ctx.notifier.on("fragment", lambda _: self.poke())
+        ctx.notifier.on("work", lambda _: self.poke())
         ctx.bus.listeners.append(self._on_event)
 
     # ---- lifecycle
     def start(self) -> None:
+        """Run the workers here (role ``all`` or ``worker``; an ``api`` replica only uses the helpers)."""
+        self.running = True
+        self.leases.start()
         for w in self.workers:
             w.start()
 
     def stop(self) -> None:
+        if not getattr(self, "running", False):
+            return
         for w in self.workers:
             w.stop()
+        self.leases.stop()
 
     def poke(self) -> None:
         for w in self.workers:
@@ -48,8 +58,8 @@ class Pipelines:
         return r["seq"] if r else -1
 
     def set_cursor(self, rtstream_id: str, pipeline: str, seq: int) -> None:
-        self.ctx.store.execute("INSERT OR REPLACE INTO pipeline_cursors VALUES (?,?,?,?)",
-                               (rtstream_id, pipeline, seq, now()))
+        self.ctx.store.upsert("pipeline_cursors", {"rtstream_id": rtstream_id, "pipeline": pipeline, "seq": seq,
+                                                   "updated_at": now()}, key=("rtstream_id", "pipeline"))
 
     def index_start_seq(self, rts: dict) -> int:
         """Where a new visual index begins: on a live display at the newest fragment (one GOP back), not at

@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from ...ai.secrets import REDACT_LABELS as REDACT
-from ...events import ALERT, AUDIO_INDEX, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event
+from ...events import ALERT, AUDIO_INDEX, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event, event_id
 from ..store import now
 
 log = logging.getLogger("vdbnb.server.pipelines.alerts")
@@ -107,7 +107,8 @@ class AlertEngine:
                    rtstream_id=src.rtstream_id, rtstream_name=src.rtstream_name, channel_id=src.channel_id,
                    index_id=src.index_id, label=label, confidence=round(conf, 3), text=text, start=src.start,
                    end=src.end, engine="vdbnb-detectors" if data.get("builtin") else src.engine,
-                   captured_at=src.captured_at, processed_at=now(), data=data)
+                   captured_at=src.captured_at, processed_at=now(), data=data,
+                   id=event_id(src.id, ALERT, label, data.get("alert_id") or data.get("field"), text))
         self.p.ctx.bus.emit(ev, target_ws=target_ws, webhook_url=webhook_url, webhook_body=webhook_body)
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from ...events import TRANSCRIPT, Event
+from ...events import TRANSCRIPT, Event, event_id
 from ...media.fragments import Fragment
-from ..store import now
+from ..store import dec, now
 from .base import Worker
 
 log = logging.getLogger("vdbnb.server.pipelines.audio")
@@ -42,21 +42,36 @@ class AudioWorker(Worker):
         pcm, t0 = st["decoder"].decode(frag)
         self._handle(rts, st["stt"].feed(pcm, t0))
 
+    def commit_point(self, rts: dict, seq: int) -> int | None:
+        # the cursor moves only between utterances: a worker that takes the stream over resumes where no
+        # utterance was open, re-hears the same audio and emits its finals under the same ids
+        st = self.state.get(rts["id"])
+        return None if st is not None and st["stt"].in_utterance else seq
+
+    def forget(self, rtstream_id: str) -> None:
+        super().forget(rtstream_id)
+        self.state.pop(rtstream_id, None)
+
     def idle(self, rts: dict) -> None:
         st = self.state.get(rts["id"])
-        if st is None or st["flushed"] or not self.session_done(rts):
+        if not self.session_done(rts) or self.position(rts) < rts["last_seq"]:
             return
-        if self.p.cursor(rts["id"], self.name) < rts["last_seq"]:
-            return
-        st["flushed"] = True
-        self._handle(rts, st["stt"].flush())
-        self.p.indexer.flush_stream(rts)
-        if self.accurate and not st["accurate_done"] and rts["transcript_status"] == "running":
-            st["accurate_done"] = True
+        if st is not None and not st["flushed"]:
+            st["flushed"] = True
+            self._handle(rts, st["stt"].flush())
+            self.p.indexer.flush_stream(rts)
+            if not self.p.leases.advance(rts["id"], self.name, rts["last_seq"]):
+                self.forget(rts["id"])
+                return
+        accurate = f"{self.name}:accurate"
+        if self.accurate and rts["transcript_status"] == "running" and \
+                self.p.cursor(rts["id"], accurate) < rts["last_seq"] and self.p.leases.holds(rts["id"], self.name):
             try:
                 self.accurate_pass(rts)
             except Exception:
                 log.exception("accurate pass failed for %s; the live transcript stays", rts["id"])
+            # done (or given up) for the media stored so far: persisted, so another worker does not redo it
+            self.p.leases.advance(rts["id"], self.name, rts["last_seq"], cursor=accurate)
 
     def _handle(self, rts: dict, utts) -> None:
         live = rts["transcript_status"] == "running"
@@ -67,30 +82,36 @@ class AudioWorker(Worker):
             ev = Event(channel=TRANSCRIPT, session_id=rts["session_id"], collection_id=rts["collection_id"],
                        rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id=rts["channel_id"],
                        text=text, is_final=bool(u.is_final), start=u.start, end=u.end, engine=u.engine,
-                       captured_at=u.end, processed_at=now())
+                       captured_at=u.end, processed_at=now(),
+                       id=event_id(rts["id"], TRANSCRIPT, "final", round(u.start, 1)) if u.is_final else
+                       event_id(rts["id"], TRANSCRIPT, "interim", round(u.start, 1), round(u.end, 2), text))
             if live:
                 self.p.emit(ev, target_ws=rts["transcript_ws"])
                 self.stats["last_event_at"] = ev.emitted_at
             if u.is_final:
                 self.p.indexer.on_final_transcript(rts, ev)
 
+    def _live_finals(self, rts: dict) -> list[dict]:
+        """The stream's final transcripts that are not results of an accurate pass."""
+        return [r for r in self.ctx.store.all("SELECT id, data FROM events WHERE rtstream_id=? AND channel=? AND "
+                                              "is_final=1", (rts["id"], TRANSCRIPT))
+                if not (dec(r["data"], {}) or {}).get("accurate_pass")]
+
     def accurate_pass(self, rts: dict) -> None:
-        """After the session stopped: re-transcribe with the accurate model; replace the live finals."""
+        """After the session stopped: re-transcribe with the accurate model; replace the live finals.
+        Results are stored first (deterministic ids), then the live finals they replace are superseded: a
+        pass cut short by a dead worker is redone by the next one, and nothing is stored twice."""
         from ...ai.accurate import accurate_pass
         from ...media.decode import decode_audio
-        paths = self.ctx.ingest.fragment_paths(rts["id"])
-        if not paths:
+        old = self._live_finals(rts)
+        if not old:
+            return  # nothing live to replace (done before, or nothing was said)
+        sources = self.ctx.ingest.fragment_sources(rts["id"])
+        if not sources:
             return
-        pcm, t0 = decode_audio(paths)
+        pcm, t0 = decode_audio(sources)
         utts = accurate_pass(pcm, t0)
-        old = self.ctx.store.all("SELECT id FROM events WHERE rtstream_id=? AND channel=? AND is_final=1",
-                                 (rts["id"], TRANSCRIPT))
         old_ids = [r["id"] for r in old]
-        with self.ctx.store.transaction():
-            self.ctx.store.db.execute(
-                "UPDATE events SET is_final=0, data=json_set(COALESCE(data,'{}'), '$.superseded_by', "
-                "'accurate_pass') WHERE rtstream_id=? AND channel=? AND is_final=1", (rts["id"], TRANSCRIPT))
-        self.p.indexer.forget(old_ids)
         for u in utts:
             if not u.text.strip():
                 continue
@@ -98,5 +119,12 @@ class AudioWorker(Worker):
                        rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id=rts["channel_id"],
                        text=u.text.strip(), is_final=True, start=u.start, end=u.end, engine=u.engine,
                        captured_at=u.end, processed_at=now(),
-                       data={"accurate_pass": True, "replaces": len(old_ids)})
+                       data={"accurate_pass": True, "replaces": len(old_ids)},
+                       id=event_id(rts["id"], TRANSCRIPT, "accurate", round(u.start, 1)))
             self.p.emit(ev, target_ws=rts["transcript_ws"])
+        store = self.ctx.store
+        with store.transaction():
+            for r in old:
+                store.update("events", "id", r["id"], is_final=0,
+                             data={**(dec(r["data"], {}) or {}), "superseded_by": "accurate_pass"})
+        self.p.indexer.forget(old_ids)

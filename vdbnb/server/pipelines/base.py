@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 from ...media.fragments import Fragment, unpack
 from ..store import now
@@ -24,6 +23,7 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name=f"vdbnb-{self.name}", daemon=True)
         self.stats = {"last_event_at": None, "lag_s": 0.0, "queue_depth": 0, "processed": 0, "errors": 0,
                       "last_error": None, "engine": None, "busy_s": 0.0}
+        self.pos: dict[str, int] = {}  # stream -> last seq processed here (ahead of the persisted cursor)
 
     def start(self) -> None:
         self._thread.start()
@@ -40,8 +40,22 @@ class Worker:
         raise NotImplementedError
 
     def start_after(self, rts: dict) -> int:
-        """The last fragment seq already processed for this stream."""
+        """The last fragment seq whose results are all stored (the persisted cursor)."""
         return self.p.cursor(rts["id"], self.name)
+
+    def position(self, rts: dict) -> int:
+        """The last fragment seq processed: in this worker's memory while it holds the stream, else the cursor."""
+        pos = self.pos.get(rts["id"])
+        return pos if pos is not None else self.start_after(rts)
+
+    def commit_point(self, rts: dict, seq: int) -> int | None:
+        """After ``seq`` was processed: the seq to persist as the cursor (every result up to it is stored), or
+        None to keep the cursor where it is (a step is still open in memory, e.g. an utterance)."""
+        return seq
+
+    def forget(self, rtstream_id: str) -> None:
+        """Drop what this worker keeps in memory for a stream (its lease went to another worker)."""
+        self.pos.pop(rtstream_id, None)
 
     def idle(self, rts: dict) -> None:
         """Called when a stream has no new fragment (e.g. to finish after the session stopped)."""
@@ -60,8 +74,12 @@ class Worker:
 
     def _pass(self) -> None:
         depth = 0
+        leases = self.p.leases
         for rts in self.streams():
-            cur = self.start_after(rts)
+            if not leases.claim(rts["id"], self.name):  # another worker serves this stream
+                self.forget(rts["id"])
+                continue
+            cur = self.position(rts)
             rows = self.ctx.store.all("SELECT seq, path, t1 FROM fragments WHERE rtstream_id=? AND seq>? AND seq<=? "
                                       "ORDER BY seq LIMIT ?", (rts["id"], cur, rts["last_seq"], BATCH))
             depth += max(0, rts["last_seq"] - cur)
@@ -73,7 +91,7 @@ class Worker:
                     return
                 t = time.perf_counter()
                 try:
-                    frag = unpack(Path(self.ctx.ingest.media_dir / r["path"]).read_bytes())
+                    frag = unpack(self.ctx.ingest.fragment_bytes(r["path"]))
                     self.process(rts, frag)
                 except Exception as e:
                     self.stats["errors"] += 1
@@ -81,7 +99,11 @@ class Worker:
                     log.exception("%s failed on %s seq %s (skipped)", self.name, rts["id"], r["seq"])
                 self.stats["busy_s"] += time.perf_counter() - t
                 self.stats["processed"] += 1
-                self.p.set_cursor(rts["id"], self.name, r["seq"])
+                self.pos[rts["id"]] = r["seq"]
+                safe = self.commit_point(rts, r["seq"])
+                if safe is not None and not leases.advance(rts["id"], self.name, safe):
+                    self.forget(rts["id"])  # the lease expired: another worker resumes from the cursor
+                    break
                 lag = max(0.0, now() - r["t1"])
                 live = self.p.session_live(rts)
                 self.stats["lag_s"] = round(lag, 3) if live else 0.0

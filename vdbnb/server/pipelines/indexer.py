@@ -5,7 +5,7 @@ import logging
 import re
 import threading
 
-from ...events import AUDIO_INDEX, CELL, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event
+from ...events import AUDIO_INDEX, CELL, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event, event_id
 from ..store import dec, now
 
 log = logging.getLogger("vdbnb.server.pipelines.indexer")
@@ -123,5 +123,6 @@ class Indexer:
                    rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id=rts["channel_id"],
                    index_id=idx["id"], text=text, start=b["start"], end=b["end"],
                    engine=getattr(res, "engine", None) or engine_name(llm), captured_at=b["end"], processed_at=now(),
+                   id=event_id(idx["id"], AUDIO_INDEX, round(b["start"], 1)),
                    data={"prompt": idx["prompt"], "index_name": idx["name"], "source_text": " ".join(b["texts"])})
         self.p.emit(ev, target_ws=idx["ws_connection_id"])

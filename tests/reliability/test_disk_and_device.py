@@ -17,7 +17,7 @@ import pytest
 
 from vdbnb.capture import SyncCaptureClient
 
-from .relutil import Server, db_fragments, decode_file, gaps, integrity_check, new_session, session_row, stored, \
+from .relutil import Server, db_fragments, decode_channel, gaps, integrity_check, new_session, session_row, stored, \
     wait_until
 
 CH = ["display:1", "mic:default", "system_audio:default"]
@@ -133,8 +133,7 @@ def test_disk_full_and_mic_unplugged(request, rig, rig_mic, small_fs, tmp_path):
         for cid in CH:
             seqs = [h["seq"] for h in on_disk.get(cid, [])]
             assert seqs == in_db.get(cid, []), cid
-            for h in on_disk.get(cid, []):
-                decode_file(h["path"])
+            decode_channel([h["path"] for h in on_disk.get(cid, [])])
         assert session_row(srv, sid)["status"] == "stopped"
         # after space is freed the spooled fragments arrive: nothing lost
         missing = {cid: sorted(set(range(done["fragments"][cid])) - {h["seq"] for h in on_disk.get(cid, [])})

@@ -294,3 +294,50 @@ def wait_no_processes_with_env(name: str, value: str, timeout: float = 30.0) -> 
         time.sleep(0.2)
         left = processes_with_env(name, value)
     return left
+
+
+def vpx_fragments(channel_id: str, frames: list[tuple[np.ndarray, dict]], t0: float, codec: str = "vp9",
+                  fps: float = 2.0, gop_s: float = 2.0, start_seq: int = 0):
+    """Real VP8/VP9 fragments (libvpx) of RGB frames, cut as the browser recorder cuts them: a keyframe at
+    least every ``gop_s`` seconds, one GOP per fragment, packets with pts/dur/size/key."""
+    import fractions
+
+    import av
+
+    from vdbnb.media.encode import Packet
+    from vdbnb.media.fragmenter import Fragmenter
+    h, w = frames[0][0].shape[:2]
+    ctx = av.CodecContext.create({"vp8": "libvpx", "vp9": "libvpx-vp9"}[codec], "w")
+    ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
+    ctx.time_base = fractions.Fraction(1, 1000)
+    ctx.bit_rate = 1_000_000
+    ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "auto-alt-ref": "0"}
+    ctx.open()
+    fr = Fragmenter(channel_id, "video", codec, {"width": w, "height": h, "fps": fps}, start_seq=start_seq)
+    out, last_key = [], None
+
+    def wrap(pkts):
+        return [Packet(bytes(p), t0 + p.pts / 1000.0, 1.0 / fps, bool(p.is_keyframe)) for p in pkts]
+    for i, (rgb, meta) in enumerate(frames):
+        pts = t0 + i / fps
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        f.pts = int(round(i * 1000 / fps))
+        if last_key is None or pts - last_key + 1.0 / fps > gop_s + 1e-6:
+            f.pict_type = av.video.frame.PictureType.I
+            last_key = pts
+        out += fr.add(wrap(ctx.encode(f)), meta=meta)
+    out += fr.add(wrap(ctx.encode(None)))
+    return out + fr.flush()
+
+
+def wait_for_value(fn, what: str, timeout: float, step: float = 0.25):
+    """``fn()``'s first truthy value, polled until ``timeout``; else AssertionError naming ``what`` and the
+    last value seen (tests wait for conditions, never for fixed times)."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"{what}: not after {timeout:.0f} s (last: {last!r})")

@@ -4,7 +4,25 @@
 //   {type: "thumb", channel_id, ts, width, height} + buffers[0] = JPEG bytes (binary, never base64)
 //   {type: "levels", levels: {channel_id: {rms, peak, ts}}}
 // User actions go back as {type: "action", action, channels?, channel_id?}.
+// With the browser as the recorder (recorder trait kind "browser"), browser/recorder.js records in this page
+// and browser/view.js shows its streams; Start/Stop act here, then tell the kernel.
 import "./panel.css";
+import { BrowserRecorder } from "./browser/recorder.js";
+import { BrowserView } from "./browser/view.js";
+
+const recorders = new WeakMap(); // model -> BrowserRecorder (one per panel, whatever the number of views)
+
+function browserRecorder(model) {
+  if ((model.get("recorder") || {}).kind !== "browser") return null;
+  let r = recorders.get(model);
+  if (!r) recorders.set(model, r = new BrowserRecorder(model));
+  return r;
+}
+
+function initialize({ model }) {
+  const r = browserRecorder(model);
+  return () => { if (r) { r.destroy(); recorders.delete(model); } };
+}
 
 const DB_FLOOR = -60;
 
@@ -61,10 +79,15 @@ function render({ model, el }) {
   const stopBtn = h("button", "vdbnb-btn vdbnb-stop", "■ Stop");
   const selInfo = h("span", "vdbnb-selinfo");
   controls.append(startBtn, stopBtn, selInfo);
+  const rec = browserRecorder(model);
   startBtn.addEventListener("click", () => {
-    model.send({ type: "action", action: "start", channels: model.get("selected") || [] });
+    if (rec) rec.start(model.get("selected") || []); // the browser shares only inside this click
+    else model.send({ type: "action", action: "start", channels: model.get("selected") || [] });
   });
-  stopBtn.addEventListener("click", () => model.send({ type: "action", action: "stop" }));
+  stopBtn.addEventListener("click", () => {
+    if (rec) rec.stop();
+    else model.send({ type: "action", action: "stop" });
+  });
 
   // ---- results ------------------------------------------------------------------------------
   const lower = h("div", "vdbnb-lower");
@@ -84,7 +107,7 @@ function render({ model, el }) {
   // ---- renderers ----------------------------------------------------------------------------
   function recording() {
     const s = model.get("state");
-    return s === "recording" || s === "paused" || s === "starting" || s === "stopping";
+    return s === "recording" || s === "paused" || s === "starting" || s === "stopping" || (!!bv && bv.busy());
   }
 
   function renderChannels() {
@@ -166,6 +189,7 @@ function render({ model, el }) {
     selInfo.textContent = `${n} of ${chans.length} channels selected`;
     kernelHead.style.display = kernels.childElementCount ? "" : "none";
     renderCells();
+    if (bv) bv.decorate();
   }
 
   function renderCells() {
@@ -189,7 +213,8 @@ function render({ model, el }) {
   }
 
   function renderState() {
-    const s = model.get("state") || "idle";
+    const busy = bv && bv.busy() ? bv.recorder.state : null; // the page records: its state is the freshest
+    const s = busy || model.get("state") || "idle";
     pill.textContent = STATE_LABEL[s] || s;
     pill.className = "vdbnb-state vdbnb-state-" + s;
     root.dataset.state = s;
@@ -200,6 +225,7 @@ function render({ model, el }) {
     startBtn.disabled = rec || (model.get("selected") || []).length === 0;
     stopBtn.disabled = !rec;
     renderChannels();
+    if (bv) bv.renderButtons(startBtn, stopBtn);
   }
 
   function renderStale() {
@@ -342,6 +368,7 @@ function render({ model, el }) {
   }
 
   function onLevels(msg) {
+    if (bv) return; // the browser recorder draws its meters from the audio it encodes
     const now = performance.now() / 1000;
     const samples = msg.samples || {};
     const latest = msg.levels || {};
@@ -368,6 +395,9 @@ function render({ model, el }) {
     else if (msg.type === "levels") onLevels(msg);
   }
 
+  const bv = rec ? new BrowserView({ recorder: rec, model, controls, status, drawMeter, chanViews,
+                                      render: () => { renderState(); } }) : null;
+
   const handlers = [
     ["change:channels", renderChannels], ["change:selected", renderState], ["change:paused", renderChannels],
     ["change:state", () => { renderState(); renderTranscript(); }], ["change:session_id", renderState],
@@ -388,7 +418,8 @@ function render({ model, el }) {
     for (const [ev, fn] of handlers) model.off(ev, fn);
     for (const v of chanViews.values()) if (v.url) URL.revokeObjectURL(v.url);
     if (raf !== null) cancelAnimationFrame(raf);
+    if (bv) bv.destroy();
   };
 }
 
-export default { render };
+export default { initialize, render };

@@ -158,6 +158,37 @@ def browser(width: int = 1400, height: int = 1100):
             b.close()
 
 
+# Headed on the rig's X display: getDisplayMedia needs a real screen to read. The browser's own picker is
+# approved by --auto-select-desktop-capture-source (not --use-fake-ui-for-media-stream: on X11 it hands the
+# capturer a source id it rejects); the microphone is allowed for the page and is PulseAudio's default source.
+CAPTURE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows", "--password-store=basic"]
+
+
+@contextmanager
+def capture_browser(env: dict, screen: str = "Screen 1", width: int = 1400, height: int = 1000, console=None):
+    """Chromium headed on the rig's display (``env``: DISPLAY, PULSE_SERVER…) that may capture ``screen``
+    and the microphone; yields (browser, page). ``console``: a list that collects the page's console."""
+    from playwright.sync_api import sync_playwright
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} missing: apt-get install -y chromium (never `playwright install`)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=False, env={**os.environ, **env},
+                              args=CAPTURE_ARGS + [f"--auto-select-desktop-capture-source={screen}",
+                                                   f"--window-size={width},{height}", "--window-position=0,0"])
+        try:
+            ctx = b.new_context(viewport={"width": width, "height": height - 120}, permissions=["microphone"])
+            page = ctx.new_page()
+            if console is not None:
+                page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+                page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            yield b, page
+        finally:
+            b.close()
+
+
 def open_notebook(page, lab: Lab, nb: str, timeout: float = 60) -> None:
     page.goto(lab.url(nb), wait_until="domcontentloaded")
     page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')",

@@ -130,8 +130,8 @@ class VideoStreamDecoder:
         self._last: int | None = None
 
     @staticmethod
-    def _new():
-        dec = av.CodecContext.create("h264", "r")
+    def _new(codec: str = "h264"):
+        dec = av.CodecContext.create(codec, "r")   # h264, vp8 or vp9 (check_media lets nothing else in)
         dec.thread_count = 1  # no frame threads: a packet's picture comes out at once (no flush between fragments)
         return dec
 
@@ -139,7 +139,7 @@ class VideoStreamDecoder:
         prior = self.load(frag.gop_seq, frag.seq - 1) if self.load else []
         if [f.seq for f in prior] != list(range(frag.gop_seq, frag.seq)) or prior[0].gop_seq is not None:
             return False
-        self._dec = self._new()
+        self._dec = self._new(prior[0].codec)
         for f in prior:
             for _frame in self._run(f):
                 pass
@@ -148,7 +148,7 @@ class VideoStreamDecoder:
     def frames(self, frag: Fragment, fmt: str = "rgb24", width: int | None = None,
                height: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
         if frag.gop_seq is None:
-            self._dec = self._new()
+            self._dec = self._new(frag.codec)
         elif self._dec is None or self._last != frag.seq - 1:
             self._dec = None
             if not self._prime(frag):

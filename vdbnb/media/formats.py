@@ -1,9 +1,11 @@
-"""Facts of the two codecs on the wire, read from the bytes alone (no decoder): the Opus sample rate, an Opus
-packet's duration from its TOC byte, H.264 Annex-B NAL units and the SPS/PPS that an MP4 needs as extradata.
+"""Facts of the codecs on the wire, read from the bytes alone (no decoder): the Opus sample rate, an Opus
+packet's duration from its TOC byte, H.264 Annex-B NAL units and the SPS/PPS that an MP4 needs as extradata,
+and whether a VP8 / VP9 frame is a keyframe (the browser recorder sends those when it cannot encode H.264).
 Used by ingest validation (:mod:`.check`), the muxer (:mod:`.mux`) and the encoders/decoders for the rate."""
 from __future__ import annotations
 
 OPUS_RATE = 48000
+VIDEO_CODECS = ("h264", "vp8", "vp9")   # what ingest accepts for video; audio is always "opus"
 
 
 def split_annexb(data: bytes) -> list[bytes]:
@@ -56,3 +58,54 @@ def opus_packet_ms(data: bytes) -> float | None:
             return None
     total = n * size
     return total if total <= 120 else None
+
+
+def vp8_frame_info(data: bytes) -> bool | None:
+    """True for a VP8 keyframe, False for an interframe, None if ``data`` is not a VP8 frame (RFC 6386 §9.1:
+    a 3-byte frame tag whose bit 0 is 0 on keyframes, which then carry the start code 9d 01 2a)."""
+    if len(data) < 3:
+        return None
+    tag = data[0] | (data[1] << 8) | (data[2] << 16)
+    if (tag >> 1) & 7 > 3:                       # version 0-3
+        return None
+    if tag & 1:
+        return False
+    return True if len(data) >= 10 and data[3:6] == b"\x9d\x01\x2a" else None
+
+
+def vp9_frame_info(data: bytes) -> bool | None:
+    """True for a VP9 keyframe, False for another frame, None if ``data`` does not start with a VP9 frame header
+    (VP9 bitstream spec §6.2: frame_marker 0b10, profile, show_existing_frame, frame_type 0 = key; a keyframe
+    then carries the sync code 49 83 42). The first frame of a superframe decides."""
+    if not data:
+        return None
+    b = data[0]
+    if b >> 6 != 0b10:
+        return None
+    profile = ((b >> 5) & 1) | (((b >> 4) & 1) << 1)
+    bit = 4                                     # bit index (from the MSB) after marker and profile bits
+    if profile == 3:
+        bit += 1                                # reserved zero
+    def read(i: int) -> int:
+        byte, off = divmod(i, 8)
+        return (data[byte] >> (7 - off)) & 1 if byte < len(data) else 0
+    if read(bit):                               # show_existing_frame: a repeat of a decoded frame
+        return False
+    key = read(bit + 1) == 0
+    if not key:
+        return False
+    # after frame_type, show_frame and error_resilient_mode comes the 24-bit sync code (byte aligned only
+    # for profiles 0-2)
+    code = 0
+    for i in range(24):
+        code = (code << 1) | read(bit + 4 + i)
+    return True if code == 0x498342 else None
+
+
+def video_frame_is_key(codec: str, data: bytes) -> bool | None:
+    """Keyframe test from the bytes for VP8/VP9 (None: not a frame of that codec). H.264 is checked by NAL type."""
+    if codec == "vp8":
+        return vp8_frame_info(data)
+    if codec == "vp9":
+        return vp9_frame_info(data)
+    raise ValueError(f"no keyframe test for {codec!r}")

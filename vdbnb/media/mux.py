@@ -1,5 +1,5 @@
-"""Server: write an MP4 from stored fragments. :func:`mux_mp4` — video fragments (H.264 copied, no re-encode)
-+ audio fragment lists (decoded, mixed, encoded once to AAC) -> one MP4 whose duration equals wall time
+"""Server: write an MP4 from stored fragments. :func:`mux_mp4` — video fragments (H.264 and VP9 copied, no
+re-encode; VP8, which MP4 cannot carry, re-encoded to H.264 as it is read) + audio fragment lists (decoded, mixed, encoded once to AAC) -> one MP4 whose duration equals wall time
 (video gaps freeze the last frame, audio gaps are silence), streamed: fragments are read as the output
 reaches their time, so memory does not grow with the length of the range. :func:`probe_duration` reads a
 container's length."""
@@ -154,17 +154,22 @@ class _VideoCopy:
 
     def __init__(self, oc, track: _Track, t_start: float, t_end: float):
         self.t_start, self.end_ms = t_start, int(round((t_end - t_start) * 1000))
+        self.first = next(iter(track), None)
+        self.codec = self.first.codec if self.first is not None else "h264"
+        if self.codec == "vp8":   # no VP8 in MP4: the channel goes through the recorder's H.264 encoder
+            track, self.codec = _AsH264(track), "h264"
         self.pk = _video_packets(track, t_start, t_end)
         self.held = next(self.pk, None)   # a packet waits for the next one: its duration runs up to it
         self.last_ms: int | None = None
         self.n = 0
         self.vs = None
         if self.held is not None:
-            ci = next(iter(track)).codec_info
-            self.vs = vs = oc.add_stream("h264")
+            ci = self.first.codec_info
+            self.vs = vs = oc.add_stream(self.codec)
             vs.codec_context.width = int(ci.get("width", 0)) or 1920
             vs.codec_context.height = int(ci.get("height", 0)) or 1080
-            vs.codec_context.extradata = h264_extradata(self.held[1])
+            if self.codec == "h264":
+                vs.codec_context.extradata = h264_extradata(self.held[1])
             vs.time_base = MS
             vs.codec_context.pix_fmt = "yuv420p"
         self.oc = oc
@@ -189,6 +194,27 @@ class _VideoCopy:
             self.oc.mux(pkt)
             self.n += 1
             self.last_ms, self.held = ms, nxt
+
+
+class _AsH264:
+    """A VP8 channel as H.264 fragments, re-encoded as the export reads them (streamed like any track)."""
+
+    def __init__(self, track: _Track):
+        self.track = track
+
+    def __iter__(self) -> Iterator[Fragment]:
+        from .decode import iter_video_frames
+        from .encode import VideoEncoder
+        from .fragmenter import Fragmenter
+        enc = fr = None
+        for pts, rgb in iter_video_frames(self.track.items):
+            if enc is None:
+                enc = VideoEncoder(rgb.shape[1], rgb.shape[0], fps=2.0)
+                fr = Fragmenter("transcoded", "video", "h264", enc.codec_info)
+            yield from fr.add(enc.encode(rgb, pts, fmt="rgb24"))
+        if enc is not None:
+            yield from fr.add(enc.flush())
+            yield from fr.flush()
 
 
 class _AudioMix:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import Settings
-from .asgi import EdgeMiddleware
+from .asgi import ClientTokenCors, EdgeMiddleware
 from .context import Context
 from .errors import APIError
 from .sessions import ACTIVE, FAILED, STARTING, STOPPED, STOPPING
@@ -157,6 +157,7 @@ def create_app(settings: Settings) -> FastAPI:
                               "with `x-access-token: <API key>` (or a client token for the recorder calls).")
     app.state.ctx = ctx
     app.add_middleware(EdgeMiddleware, json_limit=settings.max_body_bytes)
+    app.add_middleware(ClientTokenCors)   # outermost: preflights never reach the body limits or routes
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, e: APIError):

@@ -1,7 +1,9 @@
-"""ASGI middleware: optional trailing slash, request body limits, security headers."""
+"""ASGI middleware: optional trailing slash, request body limits, security headers, and CORS for the client-token
+calls a browser recorder makes (R1-R3 and fragment upload)."""
 from __future__ import annotations
 
 import json
+import re
 
 from ..media.fragments import MAX_FRAGMENT
 
@@ -72,3 +74,38 @@ class EdgeMiddleware:
 
 class _TooLarge(Exception):
     pass
+
+
+# The calls a recorder makes with a client token (docs/ingest.md). A browser recorder on another origin (the
+# notebook's page) makes them with fetch(): they answer CORS. The credential is the x-access-token header, never a
+# cookie, so allowing any origin exposes nothing a page does not already hold; API-key routes stay same-origin.
+CLIENT_TOKEN_PATHS = re.compile(r"^/capture/session/(start|(?!token$)[^/]+(/stop|/fragment)?)$")
+CORS_HEADERS = [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"content-type")]
+
+
+class ClientTokenCors:
+    """CORS (and Private Network Access) for :data:`CLIENT_TOKEN_PATHS` only: preflights are answered here,
+    responses get ``Access-Control-Allow-Origin: *``; no credentials are ever allowed."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not CLIENT_TOKEN_PATHS.match(scope.get("path", "").rstrip("/")):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+            out = CORS_HEADERS + [(b"access-control-allow-methods", b"GET, POST"),
+                                  (b"access-control-allow-headers", b"x-access-token, content-type"),
+                                  (b"access-control-max-age", b"600"), (b"content-length", b"0")]
+            if headers.get(b"access-control-request-private-network") == b"true":
+                out.append((b"access-control-allow-private-network", b"true"))
+            await send({"type": "http.response.start", "status": 204, "headers": out})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def cors_send(msg):
+            if msg["type"] == "http.response.start":
+                msg = dict(msg, headers=list(msg.get("headers") or []) + CORS_HEADERS)
+            await send(msg)
+        await self.app(scope, receive, cors_send)

@@ -234,13 +234,23 @@ async def post_fragment(sid: str, request: Request, p: Principal = Depends(princ
 async def ingest_ws(ws: WebSocket, sid: str):
     ctx = ws.app.state.ctx
     token = ws.headers.get("x-access-token") or ws.query_params.get("token")
+    if not token:
+        # a browser cannot set headers on a websocket, and a token in the URL ends up in access logs: it sends
+        # {"type": "auth", "token": "st-…"} as its first message instead
+        await ws.accept()
+        try:
+            first = json.loads(await asyncio.wait_for(ws.receive_text(), 10))
+            token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
+        except (asyncio.TimeoutError, ValueError, KeyError, RuntimeError, WebSocketDisconnect):
+            token = None
     try:
         p = await asyncio.to_thread(ctx.auth.authenticate, token)
         row = await asyncio.to_thread(_session_for_client, ws, p, sid)
     except APIError as e:
         await ws.close(code=4401 if e.status == 401 else 4403 if e.status == 403 else 4404, reason=e.message[:120])
         return
-    await ws.accept()
+    if ws.client_state.name == "CONNECTING":
+        await ws.accept()
     ctx.ingest.connections[sid] = ctx.ingest.connections.get(sid, 0) + 1
     if ctx.shared:  # the other replicas' watchdogs see this link (heartbeats keep it fresh)
         await asyncio.to_thread(ctx.store.upsert, "ingest_links",

@@ -40,6 +40,19 @@ def pick_channels(chans: list[dict]) -> tuple[list[dict], list[str]]:
     return shown, ticked
 
 
+def start_ai(cap: Any, transcript: bool, visual_prompt: str | None, rtstreams: dict, indexes: list) -> None:
+    """What the panel shows, started on an active session as a backend would: transcripts of the audio
+    channels, a visual index of the screens when a prompt is given. Fills ``rtstreams`` (category → first
+    stream) and ``indexes``."""
+    for cat in (E.MIC, E.SYSTEM_AUDIO, E.SCREEN):
+        for rts in cap.get_rtstream(cat):
+            rtstreams.setdefault(cat, rts)
+            if cat != E.SCREEN and transcript:
+                rts.start_transcript()
+            if cat == E.SCREEN and visual_prompt:
+                indexes.append(rts.index_visuals(prompt=visual_prompt))
+
+
 class RecorderSource:
     """PreviewSource backed by the recorder process; recording goes to the server behind ``conn``."""
 
@@ -124,15 +137,8 @@ class RecorderSource:
     def _when_active(self, cap: Any) -> None:
         """Once the server reports the session active, start what the panel shows (as a backend would)."""
         try:
-            cap = cap.wait_for("active", timeout=30)
-            self.session = cap
-            for cat in (E.MIC, E.SYSTEM_AUDIO, E.SCREEN):
-                for rts in cap.get_rtstream(cat):
-                    self.rtstreams.setdefault(cat, rts)
-                    if cat != E.SCREEN and self.transcript:
-                        rts.start_transcript()
-                    if cat == E.SCREEN and self.visual_prompt:
-                        self.indexes.append(rts.index_visuals(prompt=self.visual_prompt))
+            self.session = cap.wait_for("active", timeout=30)
+            start_ai(self.session, self.transcript, self.visual_prompt, self.rtstreams, self.indexes)
         except Exception as e:  # noqa: BLE001 - surfaced in the panel
             logger.exception("starting pipelines failed")
             self._emit("error", {"code": "PIPELINES", "message": f"could not start transcript/indexing: {e}"})
@@ -192,9 +198,30 @@ def recorder_sources(conn: Any = None, **kw: Any) -> tuple[RecorderSource, Conne
     return RecorderSource(conn, **kw), ConnectionEvents(conn)
 
 
+def display_problem(settings: Any = None) -> str | None:
+    """Why the kernel cannot capture its own screen (None if it can): the recorder's own device discovery
+    (a Wayland session, no DISPLAY, a display that does not answer, no screen at all)."""
+    from vdbnb.recorder.devices import displays_and_problem
+    if settings is None:
+        from vdbnb.config import Settings
+        settings = Settings.from_env()
+    displays, problem = displays_and_problem(settings)
+    if problem:
+        return problem["message"]
+    return None if displays else "no screen to capture"
+
+
 def default_sources() -> tuple[Any, Any, str | None]:
-    """(preview source, event source, why-fallback). The recorder + server when reachable, else local preview."""
+    """(preview source, event source, why-fallback). With no usable display for the kernel: the browser
+    records (:mod:`vdbnb.widgets.browser_source`). Else the recorder + server when reachable, else a local
+    preview."""
     t0 = time.time()
+    why = display_problem()
+    if why is not None:
+        from vdbnb.widgets.browser_source import browser_sources
+        logger.info("CapturePanel: %s; the browser records", why)
+        src, evs = browser_sources()
+        return src, evs, None
     try:
         src, evs = recorder_sources()
         src.list_channels()

@@ -1,8 +1,10 @@
 """CapturePanel: pick channels, watch live thumbnails and meters, start/stop, see results arrive.
 
 Python → browser: small state in synced traits; thumbnails as **binary buffers** of custom messages
-(``{"type": "thumb", ...}`` + ``buffers=[jpeg]``); audio levels as small custom messages. A daemon thread pumps
-both at throttled rates, so nothing blocks the kernel. Browser → Python: ``{"type": "action", ...}`` messages.
+(``{"type": "thumb", ...}`` + ``buffers=[jpeg]``); audio levels as small custom messages, pumped by
+:mod:`.panel_pump`; results from the server's events kept by :mod:`.panel_results`. Browser → Python:
+``{"type": "action", ...}`` messages, and ``{"type": "browser", ...}`` when the page itself records
+(``source="browser"``, :mod:`.browser_source`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ import traitlets as t
 
 from vdbnb import events as E
 from vdbnb.frames import LiveFrame, transcript_frame
+from vdbnb.widgets.hints import HINTS, hint as _hint
+from vdbnb.widgets.panel_pump import PanelPump
+from vdbnb.widgets.panel_results import PanelResults
 from vdbnb.widgets.sources import EventSource, PreviewSource, as_event_source
 
 STATIC = Path(__file__).parent / "static"
@@ -38,26 +43,6 @@ def _bundle() -> tuple[str, str]:
     return js.read_text(), css.read_text()
 
 
-# What to do, by error code (recorder protocol codes + our own).
-HINTS = {
-    "PERMISSION_DENIED": "grant screen/microphone access to the recorder, then press Start again.",
-    "NO_DISPLAY": "no X display: run inside a desktop session or set DISPLAY (tests: source rig/rig-up.sh).",
-    "AUDIO_DEVICE": "no audio input: check `pactl list short sources` (PulseAudio/PipeWire) and the mic cable.",
-    "CHANNEL_LOST": "the device went away (unplugged or display sleep); pick channels again and restart.",
-    "UPLOAD_FAILED": "the server did not accept media; check `%vdbnb status`; the recorder keeps a buffer and "
-                     "resends after reconnect.",
-    "NOT_RECORDING": "press Start first (or call panel.start()).",
-    "NO_CHANNELS": "tick at least one channel in the panel, or pass channels=[...] to panel.start().",
-    "PREVIEW_ONLY": "this panel shows a local preview only; for recording, use a recorder: "
-                    "CapturePanel(source=vdbnb.CaptureClient(...)) (or vdbnb.connect() first).",
-    "EVENTS": "the event stream broke; check the server with `%vdbnb status` and run CapturePanel() again.",
-}
-
-
-def _hint(code: str | None, default: str = "see panel.errors for details; re-run the cell to retry.") -> str:
-    return HINTS.get(code or "", default)
-
-
 def _session_id_of(session: Any) -> str:
     if session is None:
         return ""
@@ -67,9 +52,6 @@ def _session_id_of(session: Any) -> str:
         return str(session.get("id") or session.get("session_id") or "")
     return str(getattr(session, "id", None) or getattr(session, "session_id", None) or "")
 
-
-def _is_video(ch: dict) -> bool:
-    return ch.get("type") == "video" or E.category_of(ch["channel_id"], ch.get("type")) == E.SCREEN
 
 
 # () -> (PreviewSource, EventSource | None, reason-for-fallback | None). Used by CapturePanel() with no source.
@@ -83,7 +65,7 @@ def _default_sources() -> tuple[Any, Any, str | None]:
     return default_sources()
 
 
-class CapturePanel(anywidget.AnyWidget):
+class CapturePanel(PanelResults, PanelPump, anywidget.AnyWidget):
     """Live capture panel.
 
     ``CapturePanel()`` uses the default sources (the recorder once wired, else a local in-kernel preview);
@@ -103,6 +85,7 @@ class CapturePanel(anywidget.AnyWidget):
     cells = t.List(t.Dict()).tag(sync=True)      # the kernel channel's latest cells: {n, status, ename, line, t}
     errors = t.List(t.Dict()).tag(sync=True)
     stale = t.List(t.Dict()).tag(sync=True)
+    recorder = t.Dict().tag(sync=True)   # {"kind": "kernel"} or the browser recorder's configuration
 
     def __init__(self, source: PreviewSource | None = None, events: Any = None, *,
                  channels: list[str] | None = None, thumb_fps: float = 4.0, level_hz: float = 15.0,
@@ -112,10 +95,17 @@ class CapturePanel(anywidget.AnyWidget):
         self._esm, self._css = js, css
         super().__init__(**kwargs)
         fallback_reason = None
-        self._own_source = source is None
-        if source is None:
+        self._own_source = source is None or source == "browser"
+        if source == "browser":
+            from vdbnb.widgets.browser_source import browser_sources
+            source, default_events = browser_sources()
+            events = events if events is not None else default_events
+        elif source is None:
             source, default_events, fallback_reason = _default_sources()
             events = events if events is not None else default_events
+        if events is None and getattr(source, "in_browser", False) and not self._own_source:
+            from vdbnb.widgets.adapters import ConnectionEvents
+            events = ConnectionEvents(source.conn)  # a browser recorder records to this server: its events
         self.source = source
         self._events_factory = events if callable(events) and not hasattr(events, "subscribe") else None
         self._event_source: EventSource | None = None if self._events_factory else as_event_source(events)
@@ -148,6 +138,13 @@ class CapturePanel(anywidget.AnyWidget):
         self._closed = threading.Event()
         self.stats = {"thumb_msgs": 0, "thumb_bytes": 0, "level_msgs": 0, "level_samples": 0, "dropped_thumbs": 0}
 
+        if getattr(source, "in_browser", False):  # the page records: give it its configuration and a way to us
+            source.attach(self.send)
+            self.recorder = source.browser_config()
+            self._session = source.session
+            self.status = "nothing is shared yet: press ● Start (or Share…) and the browser asks what to share"
+        else:
+            self.recorder = {"kind": "kernel"}
         self.channels = [dict(c) for c in source.list_channels()]
         ids = [c["channel_id"] for c in self.channels]
         ticked = channels if channels is not None else (getattr(source, "default_selection", None) or ids)
@@ -172,7 +169,8 @@ class CapturePanel(anywidget.AnyWidget):
     # ---------------------------------------------------------------- public API
     @property
     def session(self) -> Any:
-        """The capture session returned by the source's ``start`` (None before start)."""
+        """The capture session being recorded (None before start). With ``source="browser"``: the session the
+        browser records into, created with the panel (so a cell can wait on it while you press Start)."""
         return self._session
 
     @property
@@ -211,6 +209,8 @@ class CapturePanel(anywidget.AnyWidget):
             raise ValueError("no channel selected: " + HINTS["NO_CHANNELS"])
         if channels is not None:
             self.selected = chans
+        if self.state in ("recording", "paused") and getattr(self.source, "in_browser", False):
+            return self._session  # the page started on its own (a click on Start) and told us already
         self.state = "starting"
         self.status = "starting…"
         t_start = time.time()
@@ -222,6 +222,12 @@ class CapturePanel(anywidget.AnyWidget):
             self._error(code, f"start failed: {e}")
             self.status = ""
             raise
+        if self.state not in ("recording", "paused"):
+            self._began(session, chans, t_start)
+        return session
+
+    def _began(self, session: Any, chans: list[str], t_start: float) -> None:
+        """Bookkeeping once a recording runs (after ``source.start``, or when the page says it started)."""
         self._session = session
         self.session_id = _session_id_of(session)
         with self._lock:
@@ -242,7 +248,6 @@ class CapturePanel(anywidget.AnyWidget):
         self.paused = []
         self.state = "recording"
         self.status = f"recording {len(chans)} channel{'s' if len(chans) != 1 else ''}"
-        return session
 
     def stop(self) -> Any:
         """Stop the recording (previews keep running)."""
@@ -326,86 +331,24 @@ class CapturePanel(anywidget.AnyWidget):
             if cid:
                 msg = f"{cid}: {msg}"
             self._error(code, msg, payload.get("hint"))   # a source's own "what to do" (devices: no display...)
+        elif kind == "alive" and cid:
+            with self._lock:
+                self._last_seen[cid] = now
+        elif kind == "channels":
+            self.channels = [dict(c) for c in payload.get("channels") or []]
+            self.selected = list(payload.get("selected") or [c["channel_id"] for c in self.channels])
+        elif kind == "config":
+            self.recorder = dict(payload)
         elif kind == "recording-started":
-            self.status = "recorder started"
+            if payload.get("session") is not None and self.state not in ("recording", "paused"):
+                chans = list(payload.get("channels") or self.selected)
+                self._began(payload["session"], chans, time.time())  # the page started it
+            else:
+                self.status = "recorder started"
         elif kind == "recording-complete":
-            if self.state in ("recording", "paused", "stopping"):
+            if self.state in ("recording", "paused", "stopping", "starting"):
                 self.state = "stopped"
-
-    def _subscribe_events(self, src: EventSource) -> None:
-        self._unsubs.append(src.subscribe(self._on_event))
-
-    def _on_event(self, ev: E.Event) -> None:
-        sid = self.session_id
-        if ev.session_id and not sid:
-            if self.state == "starting":  # maybe ours: the session id is known once source.start returns
-                with self._lock:
-                    self._pending.append(ev)
-            return
-        if sid and ev.session_id and ev.session_id != sid:
-            return
-        if not ev.channel_id and ev.rtstream_name:  # websocket messages carry the stream name, not its category
-            ev.channel_id = E.category_of(ev.rtstream_name.split(" ")[0])
-        self._live.append(ev)
-        with self._lock:
-            self._counts["events"] += 1
-            if ev.channel == E.TRANSCRIPT:
-                self._counts["transcript"] += 1 if ev.is_final else 0
-                self._last_transcript = time.monotonic()
-                key = ev.rtstream_id or ev.channel_id or "?"
-                line = {"id": ev.id, "text": (ev.text or "").strip(), "is_final": bool(ev.is_final),
-                        "channel_id": ev.channel_id or "", "t": self._t(ev.start)}
-                if ev.is_final:
-                    self._interims.pop(key, None)
-                    self._finals.append(line)
-                else:
-                    self._interims[key] = line
-            elif ev.channel in (E.AUDIO_INDEX, E.VISUAL_INDEX, E.SCENE_INDEX):
-                self._counts["index"] += 1
-            elif ev.channel == E.KERNEL:
-                self._counts["cells"] += 1
-                d = ev.data or {}
-                first = next((ln for ln in (ev.text or "").splitlines() if ln.strip()), "")
-                self._cells.append({"n": d.get("execution_count"), "t": self._t(ev.start),
-                                    "status": "private" if d.get("private") else d.get("status") or "",
-                                    "ename": d.get("ename") or "", "line": first[:120]})
-            elif ev.channel == E.ALERT:
-                self._counts["alerts"] += 1
-                self._alerts.append({"label": ev.label or "alert", "text": ev.text or "", "t": self._t(ev.start)})
-            elif ev.channel == E.PIPELINE:
-                what = ev.label or ev.engine or "pipeline"
-                status = (ev.data or {}).get("status") or ev.event or ""
-                if "error" in str(status) or "fail" in str(status):
-                    self._error("PIPELINE", f"{what}: {ev.text or status}",
-                                hint="the server's pipeline reported an error; see the server log "
-                                     "(`%vdbnb status`); results may be missing until it recovers.")
-                elif status in ("ok", "recovered", "caught_up"):
-                    self._pipeline_notes.pop(what, None)
-                else:
-                    self._pipeline_notes[what] = (f"{what} pipeline: {ev.text or status}", time.monotonic())
-            elif ev.channel == E.CAPTURE_SESSION:
-                self._on_session_event(ev)
-            self._events_dirty = True
-
-    def _on_session_event(self, ev: E.Event) -> None:
-        name = (ev.event or "").split(".")[-1]
-        if name == "active" and self.state == "starting":
-            self.state = "recording"
-        elif name == "stopping":
-            self.state = "stopping"
-        elif name in ("stopped", "exported"):
-            self.state = "stopped"
-        elif name == "failed":
-            self.state = "failed"
-            err = ((ev.data or {}).get("data") or {}).get("error") or "capture session failed"
-            self._error("SESSION_FAILED", str(err), hint="check `%vdbnb status` and the recorder log, then "
-                                                          "start a new session.")
-        if name:
-            self.status = f"session {name}"
-
-    def _t(self, start: float | None) -> float | None:
-        s0 = self._live.session_start
-        return None if start is None or s0 is None else round(start - s0, 2)
+                self.status = "stopped — panel.session holds the recording; panel.events its results"
 
     def _error(self, code: str | None, message: str, hint: str | None = None) -> None:
         item = {"code": code or "ERROR", "message": message, "hint": hint or _hint(code), "ts": time.time()}
@@ -417,6 +360,10 @@ class CapturePanel(anywidget.AnyWidget):
         if content.get("type") == "hello":
             with self._lock:
                 self._thumb_sent.clear()  # resend the latest frame of each display to the new view
+            return
+        if content.get("type") == "browser" and hasattr(self.source, "on_browser_message"):
+            threading.Thread(target=self.source.on_browser_message, args=(content,), daemon=True,
+                             name="vdbnb-panel-browser").start()
             return
         if content.get("type") != "action":
             return
@@ -436,113 +383,3 @@ class CapturePanel(anywidget.AnyWidget):
             except Exception:  # noqa: BLE001 - already shown in the panel by start/stop
                 pass
         threading.Thread(target=run, name=f"vdbnb-panel-{action}", daemon=True).start()
-
-    # ---------------------------------------------------------------- pump (daemon thread)
-    def _pump_loop(self) -> None:
-        tick = min(self.level_interval, self.thumb_interval) / 3
-        next_events = next_stale = next_levels = 0.0
-        while not self._closed.wait(tick):
-            try:
-                now = time.monotonic()
-                if now >= next_levels:
-                    next_levels = now + self.level_interval * 0.95
-                    self._send_levels()
-                self._send_thumbs(now)
-                if now >= next_events:
-                    next_events = now + 0.2
-                    self._flush_events()
-                if now >= next_stale:
-                    next_stale = now + 0.5
-                    self._check_stale(now)
-            except Exception:  # noqa: BLE001 - never let the pump die on one bad frame
-                time.sleep(0.1)
-
-    def _send_levels(self) -> None:
-        """One message per tick with every level sample since the last one.
-
-        ``levels`` has the newest value per channel; ``samples`` all of them (``[ts, rms, peak]``), so the front
-        end can replay a burst at its own pace when the audio path delivers blocks in clumps (busy CPU).
-        """
-        with self._lock:
-            fresh = {c: q for c, q in self._levels.items() if q}
-            self._levels = {c: [] for c in self._levels}
-        if fresh:
-            self.send({"type": "levels",
-                       "levels": {c: {"ts": q[-1][0], "rms": q[-1][1], "peak": max(x[2] for x in q)}
-                                  for c, q in fresh.items()},
-                       "samples": {c: [list(x) for x in q] for c, q in fresh.items()}})
-            self.stats["level_msgs"] += 1
-            self.stats["level_samples"] += sum(len(q) for q in fresh.values())
-
-    def _send_thumbs(self, now: float) -> None:
-        todo = []
-        with self._lock:
-            for cid, (meta, jpeg, seq) in self._thumbs.items():
-                sent_seq, sent_at = self._thumb_sent.get(cid, (0, -1e9))
-                if seq == sent_seq:
-                    continue
-                if now - sent_at < self.thumb_interval * 0.95:
-                    continue
-                self.stats["dropped_thumbs"] += max(0, seq - sent_seq - 1)
-                self._thumb_sent[cid] = (seq, now)
-                todo.append((meta, jpeg))
-        for meta, jpeg in todo:
-            self.send({"type": "thumb", **meta}, buffers=[jpeg])
-            self.stats["thumb_msgs"] += 1
-            self.stats["thumb_bytes"] += len(jpeg)
-
-    def _flush_events(self) -> None:
-        with self._lock:
-            if not self._events_dirty:
-                return
-            self._events_dirty = False
-            lines = list(self._finals)[-self.transcript_lines:] + list(self._interims.values())
-            lines = lines[-self.transcript_lines:]
-            counts = dict(self._counts)
-            alerts = list(self._alerts)[-5:]
-            cells = list(self._cells)
-        with self.hold_sync():
-            self.transcript = lines
-            self.counts = counts
-            self.alerts = alerts
-            self.cells = cells
-
-    def _check_stale(self, now: float) -> None:
-        items = []
-        watching = self.state in ("previewing", "recording", "paused")
-        if watching and now - self._watch_since > self.stale_after:
-            active = set(self.selected) if self.state != "previewing" else {c["channel_id"] for c in self.channels}
-            active -= set(self.paused)
-            active -= {c["channel_id"] for c in self.channels if c.get("type") == E.KERNEL}  # no previews
-            kinds = {c["channel_id"]: _is_video(c) for c in self.channels}
-            with self._lock:
-                seen = dict(self._last_seen)
-            for cid in sorted(active):
-                last = seen.get(cid, self._watch_since)
-                silent = now - last
-                if silent > self.stale_after:
-                    what = "thumbnails" if kinds.get(cid) else "audio levels"
-                    items.append({"what": "recorder", "channel_id": cid, "silent_s": round(silent, 1),
-                                  "message": f"no {what} from {cid} for {silent:.1f} s — the recorder may have "
-                                             "stalled or lost the device. What to do: check panel.errors; "
-                                             "stop and start again, or re-run CapturePanel()."})
-        if self.state == "recording" and (self._event_source is not None):
-            with self._lock:
-                speech, last_tr = self._last_speech, self._last_transcript
-            if speech is not None and speech > last_tr and now - speech > self.transcript_stale_after:
-                silent = now - last_tr
-                items.append({"what": "transcript", "channel_id": "", "silent_s": round(silent, 1),
-                              "message": f"speech on the mic but no transcript for {silent:.0f} s — the "
-                                         "transcription pipeline is behind or not started. What to do: check "
-                                         "`%vdbnb status`; call rtstream.start_transcript() if it is off."})
-        with self._lock:
-            for what, (msg, at) in list(self._pipeline_notes.items()):
-                if now - at > 30:
-                    del self._pipeline_notes[what]
-                else:
-                    items.append({"what": "pipeline", "channel_id": "", "silent_s": 0, "message": msg})
-        if items != list(self.stale):
-            if [(i["what"], i["channel_id"]) for i in items] != [(i["what"], i["channel_id"]) for i in self.stale] \
-                    or now - getattr(self, "_stale_sent", 0) > 1.0:
-                self._stale_sent = now
-                self.stale = items

@@ -1,4 +1,5 @@
-"""Jupyter server extension: turn off Nagle's algorithm on kernel websockets.
+"""Jupyter server extension: turn off Nagle's algorithm on kernel websockets, and proxy the browser recorder's
+calls to the vdbnb server (:mod:`vdbnb.widgets.ingest_proxy`) for notebooks whose kernel runs elsewhere.
 
 jupyter_server (2.x, through tornado) leaves TCP_NODELAY off on the kernel websocket. A cell's reply is several
 small frames (status, execute_input, result, status); with Nagle on, each frame after the first waits for the
@@ -45,6 +46,11 @@ def _jupyter_server_extension_points():
 def _load_jupyter_server_extension(serverapp) -> None:
     ok = patch_kernel_websocket()
     serverapp.log.info("vdbnb: kernel websockets with TCP_NODELAY %s", "on" if ok else "unavailable")
+    from vdbnb.widgets.ingest_proxy import PREFIX, handlers
+    web_app = serverapp.web_app
+    web_app.add_handlers(".*$", handlers(web_app.settings.get("base_url", "/")))
+    serverapp.log.info("vdbnb: browser-recorder proxy at %s%s/<port>/capture/session/…",
+                       web_app.settings.get("base_url", "/"), PREFIX)
 
 
 load_jupyter_server_extension = _load_jupyter_server_extension  # older servers

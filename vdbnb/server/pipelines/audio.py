@@ -38,7 +38,9 @@ class AudioWorker(Worker):
 
     def process(self, rts: dict, frag: Fragment) -> None:
         st = self._st(rts)
-        st["flushed"] = False
+        # media after a pass over a stopped session: it was stopped by the server (a recorder silent for the
+        # grace period, since resumed) or a spool drained late: the accurate pass runs again at the next stop
+        st["flushed"] = st["accurate_done"] = False
         pcm, t0 = st["decoder"].decode(frag)
         self._handle(rts, st["stt"].feed(pcm, t0))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 import json
 import threading
 import time
@@ -341,3 +342,179 @@ def wait_for_value(fn, what: str, timeout: float, step: float = 0.25):
             return last
         time.sleep(step)
     raise AssertionError(f"{what}: not after {timeout:.0f} s (last: {last!r})")
+class RecordingLLM:
+    """A local OpenAI-compatible endpoint (POST /v1/chat/completions) that records every request (its raw
+    body, parsed JSON and arrival time) and answers with a short fixed summary. Outside this machine such an
+    endpoint is a remote model: this is what would leave."""
+
+    def __init__(self, reply: str = "the user is working in a terminal"):
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with outer.lock:
+                    outer.requests.append({"t": time.time(), "path": self.path, "raw": raw.decode(),
+                                           "json": json.loads(raw)})
+                body = json.dumps({"id": "chatcmpl-test", "object": "chat.completion", "created": 0,
+                                   "model": "test", "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                       "role": "assistant", "content": reply}}]}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def env(self) -> dict:
+        return {"VDBNB_LLM_URL": self.url, "VDBNB_LLM_MODEL": "test-vlm"}
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def texts(self) -> list[tuple[float, str]]:
+        """(arrival time, every text part of the request's messages joined)."""
+        out = []
+        with self.lock:
+            reqs = list(self.requests)
+        for r in reqs:
+            parts = []
+            for m in r["json"].get("messages", []):
+                c = m.get("content")
+                parts += [c] if isinstance(c, str) else [p.get("text", "") for p in c if p.get("type") == "text"]
+            out.append((r["t"], "\n".join(parts)))
+        return out
+
+    def images(self) -> list[np.ndarray]:
+        """Every image sent (data: URLs decoded to RGB arrays)."""
+        import base64
+        import io
+
+        from PIL import Image
+        out = []
+        with self.lock:
+            reqs = list(self.requests)
+        for r in reqs:
+            for m in r["json"].get("messages", []):
+                c = m.get("content")
+                for p in c if isinstance(c, list) else []:
+                    if p.get("type") == "image_url":
+                        b64 = p["image_url"]["url"].split(",", 1)[1]
+                        out.append(np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")))
+        return out
+
+
+def runs(secret: str, n: int = 4) -> set[str]:
+    """Every n-character run of ``secret`` (what must not appear anywhere once it is redacted)."""
+    return {secret[i:i + n] for i in range(len(secret) - n + 1)}
+
+
+def leaked(secret: str, text: str, n: int = 4, ignore_case: bool = False) -> list[str]:
+    """The n-character runs of ``secret`` found in ``text`` (empty: nothing of it is there), each with the
+    text around its first occurrence."""
+    low = text.lower() if ignore_case else text
+    out = []
+    for r in sorted(runs(secret.lower() if ignore_case else secret, n)):
+        i = low.find(r)
+        if i >= 0:
+            out.append(f"{r!r} in ...{text[max(0, i - 60):i + 60]!r}...")
+    return out
+
+
+# Secrets made per run (outside checks use others). Every 4-character run of a generated key or password holds
+# an upper-case letter, a digit and a letter past 'f': no such run can occur by chance in a hex id, a number,
+# a JSON field name or English prose, so finding one anywhere means the secret leaked.
+_CLASSES = ("GHJKLMNPQRSTUVWXYZ", "23456789", "ghjkmnpqrstuvwxyz")
+
+
+def random_secret(n: int, rng=None) -> str:
+    import random
+    rng = rng or random.SystemRandom()
+    return "".join(rng.choice(_CLASSES[i % 3]) for i in range(n))
+
+
+def random_api_key(rng=None) -> str:
+    return "sk-live-" + random_secret(32, rng)
+
+
+# Words the live speech-to-text (tiny.en) hears reliably after "My password is" / "My API key is" when
+# espeak-ng speaks them at 140 words a minute (checked on the dev set; a spoken passphrase is words).
+# (Words that share a 4-run with the server's own vocabulary are left out: pelican/pipeline, rocket/websocket,
+# cobalt/global, pepper/wrapper.)
+SPOKEN_WORDS = ("tiger", "dragon", "cactus", "lemon", "falcon", "meadow", "saddle", "bamboo", "mango", "castle",
+                "wizard")
+
+
+def spoken_passphrase(k: int = 3, avoid: str = "", rng=None) -> list[str]:
+    """``k`` distinct words of SPOKEN_WORDS, none sharing a 4-character run with ``avoid`` (the run's other
+    text), so that a run of the passphrase found anywhere can only come from the passphrase."""
+    import random
+    rng = rng or random.SystemRandom()
+    pool = [w for w in SPOKEN_WORDS if not leaked(w, avoid, ignore_case=True)]
+    return rng.sample(pool, k)
+
+
+def strings(v) -> list[str]:
+    """Every string value inside a JSON-like value (not the keys: those are the code's)."""
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, dict):
+        return [s for x in v.values() for s in strings(x)]
+    if isinstance(v, (list, tuple)):
+        return [s for x in v for s in strings(x)]
+    return []
+
+
+def db_texts(path) -> list[str]:
+    """Every text value in every table of an SQLite file."""
+    out = []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+            try:
+                rows = db.execute(f'SELECT * FROM "{t}"').fetchall()
+            except sqlite3.DatabaseError:
+                continue
+            out += [v for r in rows for v in r if isinstance(v, str)]
+    finally:
+        db.close()
+    return out
+
+
+class WsRecorder:
+    """Every message of the collection's event websocket (all channels), on a thread."""
+
+    def __init__(self, server):
+        import httpx
+        import websockets.sync.client as wsc
+        url = httpx.get(f"{server.url}/collection/default/websocket", headers=server.headers()).json()["data"][
+            "websocket_url"]
+        self._cm = wsc.connect(url + "&all=1")
+        self.conn = self._cm.__enter__()
+        self.msgs: list[dict] = []
+        self.connection_id = json.loads(self.conn.recv(10))["connection_id"]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            for m in self.conn:
+                self.msgs.append({"t": time.time(), **json.loads(m)})
+        except Exception:
+            pass
+
+    def close(self):
+        self._cm.__exit__(None, None, None)

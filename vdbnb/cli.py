@@ -97,7 +97,8 @@ def _info(a) -> dict:
         "api_key_file": str(key) if key.exists() else None,
         "webhook_secret_file": str(secret) if secret.exists() else None,
         "server": srv or None, "engines": engine_status(),
-        "llm": a.settings.llm_url or a.settings.llm_gguf or "offline default",
+        "llm": a.settings.llm_endpoint,
+        "webhooks": _webhook_counts(d),
     } | _shared(_backends(a.settings))
     if getattr(a, "show_secrets", False):
         info["api_key"] = key.read_text().strip() if key.exists() else None
@@ -105,6 +106,24 @@ def _info(a) -> dict:
             (secret.read_text().strip() if secret.exists() else None)
     info.pop("_db_webhook_secret", None)
     return info
+
+
+def _webhook_counts(d) -> dict | None:
+    """Undelivered and dead-letter webhooks, read from the database (the server need not run)."""
+    import sqlite3
+    path = d / "vdbnb.sqlite3"
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            pending, dead = db.execute("SELECT SUM(delivered_at IS NULL AND dead_at IS NULL), "
+                                       "SUM(dead_at IS NOT NULL) FROM webhook_outbox").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:  # an older database (no dead letters yet) or one being migrated
+        return None
+    return {"pending": pending or 0, "dead_letters": dead or 0}
 
 
 def _cmd_info(a) -> int:
@@ -128,7 +147,9 @@ def _cmd_info(a) -> int:
         state = "installed" if e["installed"] else f"NOT INSTALLED (missing {', '.join(e['missing'])}): {e['install']}"
         print(f"{e['name']:<48}{state}")
         print(f"{'':<48}for {e['used_for']}")
-    print(f"LLM                 {info['llm']}")
+    llm = info["llm"]
+    print(f"LLM                 {llm['engine']} {llm.get('url') or llm.get('path') or ''}".rstrip())
+    print(f"                    {'REMOTE: ' if llm['remote'] else ''}{llm['sends']}")
     b = info["backends"]
     print(f"store               {b['store']['kind']}: {b['store']['location']}")
     print(f"media               {b['media']['kind']}: {b['media']['location']}")
@@ -136,6 +157,10 @@ def _cmd_info(a) -> int:
         print(f"                    {b['error']}")
     for p in b.get("processes") or []:
         print(f"  {p['role']:<7} {p['id']}  pid {p['pid']} on {p['host']}  heartbeat {p['heartbeat_age_s']}s ago")
+    wh = info["webhooks"]
+    if wh is not None:
+        print(f"webhooks            {wh['pending']} pending, {wh['dead_letters']} dead letters"
+              + ("  (list/replay: `vdbnb webhooks`, `vdbnb webhooks --replay`)" if wh["dead_letters"] else ""))
     return 0
 
 
@@ -164,6 +189,67 @@ def _cmd_search(a) -> int:
         print("no results (is anything indexed? start a transcript or an index on a capture first)")
     for shot in res.get_shots():
         print(f"{shot.search_score:.3f}  {shot.rtstream_id}  {shot.start:.1f}-{shot.end:.1f}  {shot.text}")
+    return 0
+
+
+def _cmd_delete(a) -> int:
+    """Delete capture sessions (stopped ones) with everything derived from them, through the server."""
+    if not a.yes and sys.stdin.isatty():
+        if input(f"delete {len(a.session_ids)} capture session(s) and everything derived from them? [y/N] ").strip() \
+                .lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    conn = _connect(a)
+    failed = 0
+    for sid in a.session_ids:
+        try:
+            d = conn.delete_capture_session(sid)
+        except Exception as e:  # noqa: BLE001 - say which one and go on
+            print(f"{sid}: not deleted: {getattr(e, 'message', e)}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{sid}: deleted " + ", ".join(f"{v} {k}" for k, v in d["deleted"].items() if v))
+    return 1 if failed else 0
+
+
+def _cmd_webhooks(a) -> int:
+    """Dead-letter webhooks: list them, or queue them again (--replay)."""
+    conn = _connect(a)
+    if a.replay:
+        n = conn.post("webhooks/dead-letters/replay", {})["replayed"]
+        print(f"{n} dead-letter webhook(s) queued again")
+        return 0
+    rows = conn.get("webhooks/dead-letters")["dead_letters"]
+    if a.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no dead-letter webhooks")
+    for r in rows:
+        print(f"{r['msg_id']}  {r['session_id'] or '-':<24} {r['url']}  {r['attempts']} attempts: {r['last_error']}")
+    return 0
+
+
+def _cmd_rotate_media_key(a) -> int:
+    """Write a new media URL key (the data dir's file, or the shared store's row): running servers read it on
+    their next signature check."""
+    from .config import MEDIA_KEY_FILE
+    from .server.media_urls import MediaSigner
+    if a.settings.database_url:
+        from .server.store import open_store
+        store = open_store(a.settings.database_url, a.settings.data_dir)
+        try:
+            MediaSigner(store=store, name=MEDIA_KEY_FILE).rotate()
+        finally:
+            store.close()
+        print("new media URL key in the shared store: every media URL signed before is refused from now on")
+        return 0
+    path = a.settings.data_dir / MEDIA_KEY_FILE
+    if not path.parent.exists():
+        print(f"no data dir at {path.parent}: nothing to rotate", file=sys.stderr)
+        return 2
+    MediaSigner(path).rotate()
+    print(f"new media URL key in {path}: every media URL signed before is refused from now on")
     return 0
 
 
@@ -245,6 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("query", nargs="+")
     se.add_argument("--url", default=None)
     se.set_defaults(fn=_cmd_search)
+    de = sub.add_parser("delete", help="delete capture sessions with everything derived from them")
+    de.add_argument("session_ids", nargs="+", metavar="SESSION_ID")
+    de.add_argument("--yes", action="store_true", help="do not ask")
+    de.add_argument("--url", default=None)
+    de.set_defaults(fn=_cmd_delete)
+    wh = sub.add_parser("webhooks", help="dead-letter webhooks (not delivered within VDBNB_WEBHOOK_RETRY_S)")
+    wh.add_argument("--replay", action="store_true", help="queue every dead letter again")
+    wh.add_argument("--json", action="store_true")
+    wh.add_argument("--url", default=None)
+    wh.set_defaults(fn=_cmd_webhooks)
+    rk = sub.add_parser("rotate-media-key", help="new media URL signing key (old stream/player URLs stop working)")
+    rk.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
+    _scale_args(rk)
+    rk.set_defaults(fn=_cmd_rotate_media_key)
     sub.add_parser("record", help="run the recorder process (driven by CaptureClient over stdin/stdout); "
                    "`vdbnb record --help` for its options")
     sub.add_parser("mcp", help="an MCP server for AI agents over what was captured (stdio; --http); "

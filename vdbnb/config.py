@@ -40,6 +40,8 @@ DEFAULT_PORT = 8765
 KEY_FILE = "api_key"
 WEBHOOK_SECRET_FILE = "webhook_secret"
 SERVER_FILE = "server.json"
+MEDIA_KEY_FILE = "media_url_key"          # signs media URLs; random, independent of every other secret
+FINGERPRINT_KEY_FILE = "fingerprint_key"  # keys the fingerprints of redacted secrets
 
 _FALSE = ("0", "false", "off", "no")
 _TRUE = ("1", "true", "on", "yes")
@@ -123,6 +125,20 @@ class Settings:
     llm_chat_template: str | None = _setting("VDBNB_LLM_CHAT_TEMPLATE", None, "chat template for a GGUF that "
                                              "has none: a llama.cpp name (`gemma`, `chatml`…) or Jinja", "server",
                                              shown="the GGUF's own")
+    llm_images: bool = _setting("VDBNB_LLM_IMAGES", True, "send screen frames (the secrets' lines blacked out) "
+                                "with the text to an OpenAI-compatible endpoint", "server")
+    # ---- security and retention (docs/security.md)
+    redact_keep: str | None = _setting("VDBNB_REDACT_KEEP", None, "detector labels reported but left in the "
+                                       "text, comma-separated (e.g. `email`)", "server", shown="(redact all)")
+    media_url_ttl_s: float = _setting("VDBNB_MEDIA_URL_TTL_S", 3600.0, "lifetime of signed media URLs",
+                                      "server")
+    ws_ticket_ttl_s: float = _setting("VDBNB_WS_TICKET_TTL_S", 60.0, "lifetime of a websocket URL's "
+                                      "single-use ticket", "server")
+    webhook_retry_s: float = _setting("VDBNB_WEBHOOK_RETRY_S", 86400.0, "how long a webhook is retried "
+                                      "before it becomes a dead letter", "server")
+    retention_days: float | None = _setting("VDBNB_RETENTION_DAYS", None, "capture sessions older than this "
+                                            "are deleted with everything derived from them", "server",
+                                            shown="(keep)")
     # ---- notebook + recorder
     url: str | None = _setting("VDBNB_URL", None, "a running server to use instead of the embedded one",
                                "notebook, recorder", also=("VIDEO_DB_API",), shown="the embedded server")
@@ -176,6 +192,13 @@ class Settings:
             raise TypeError(f"unknown settings: {', '.join(sorted(overrides))}")
         return cls(**values)
 
+    def __post_init__(self):
+        for name in ("media_url_ttl_s", "ws_ticket_ttl_s", "webhook_retry_s", "retention_days"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                env = next(f.metadata["env"] for f in dataclasses.fields(self) if f.name == name)
+                raise SettingsError(f"{env}={v!r} must be a positive number")
+
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -183,6 +206,26 @@ class Settings:
     def runs_pipelines(self) -> bool:
         """This process runs the AI pipelines (roles ``all`` and ``worker``; an ``api`` replica does not)."""
         return self.ai_enabled and self.role in ("all", "worker")
+
+    @property
+    def redact_keep_labels(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in (self.redact_keep or "").split(",") if x.strip())
+
+    @property
+    def llm_endpoint(self) -> dict:
+        """Which LLM the prompt-driven indexes use, and whether anything leaves this machine for it."""
+        from urllib.parse import urlsplit
+
+        if self.llm_url:
+            host = (urlsplit(self.llm_url).hostname or "").lower()
+            local = host in ("localhost", "::1") or host.startswith("127.")
+            return {"engine": "openai-compatible", "url": self.llm_url, "model": self.llm_model,
+                    "remote": not local, "sends": "redacted text" + (" and screen frames with the secrets' lines "
+                                                                    "blacked out" if self.llm_images else "")}
+        if self.llm_gguf:
+            return {"engine": "llama.cpp", "path": self.llm_gguf, "remote": False,
+                    "sends": "nothing leaves this machine"}
+        return {"engine": "offline-extractive", "remote": False, "sends": "nothing leaves this machine"}
 
     @property
     def spool_root(self) -> Path:

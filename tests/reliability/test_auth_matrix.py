@@ -35,6 +35,7 @@ def test_every_route_every_principal(server):
     time.sleep(1.1)
     spec = httpx.get(f"{u}/openapi.json").json()
     ops = [(m.upper(), p) for p, item in spec["paths"].items() for m in item]
+    ops.sort(key=lambda o: o[0] == "DELETE")  # deleting the session (with the API key) comes after its other uses
     assert len(ops) >= 30
     wrong = []
     for method, path in ops:

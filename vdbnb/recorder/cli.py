@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     except SettingsError as e:
         print(f"vdbnb record: {e}", file=sys.stderr)
         return 2
+    from vdbnb.private_fs import restrict_umask
+    restrict_umask()  # the spool holds the capture itself: whatever this process writes is owner-only
     if a.list_channels:
         from vdbnb.recorder.devices import list_channels
 

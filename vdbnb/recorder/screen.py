@@ -3,6 +3,7 @@ applied before anything leaves, JPEG thumbnails for the preview, frames for the 
 from __future__ import annotations
 
 import base64
+import collections
 import io
 import math
 import re
@@ -31,17 +32,55 @@ class Privacy:
             else:
                 x, y, w, h = r[:4]
                 self.rects.append((int(x), int(y), int(w), int(h), None))
-        self.pad = int(spec.get("window_padding", 40))
+        self.pad = int(spec.get("window_padding", 4))
+        # where an excluded window was, until windows under it have repainted (toolkits that leave their
+        # background to the client show its stale pixels until they do)
+        self.afterglow_s = float(spec.get("afterglow_s", 1.0))
+        self._left: list[tuple[tuple, float]] = []
 
     def __bool__(self):
         return bool(self.patterns or self.rects)
 
+    def excluded(self, win: Win | None) -> bool:
+        return bool(win) and any(p.search(win.title or "") for p in self.patterns)
+
     def boxes(self, wins: list[Win]) -> list[tuple[int, int, int, int, str | None]]:
+        """The rectangles and the frames (title bar included: it shows the title) of excluded windows."""
         out = list(self.rects)
         for w in matching_windows(wins, self.patterns):
-            # pad: the frame's title bar shows the (excluded) title too
-            out.append((w.x - 8, w.y - self.pad, w.w + 16, w.h + self.pad + 8, None))
+            out.append((w.x - self.pad, w.y - self.pad, w.w + 2 * self.pad, w.h + 2 * self.pad, None))
         return out
+
+    def decide(self, before: list[Win], after: list[Win], events: list[tuple[int, str]] | None):
+        """What to black out on a frame grabbed while the window list went from ``before`` (asked just before
+        the grab) to ``after`` (the tracker's barrier just after it), ``events`` being what the X server said
+        changed in between. Returns the boxes, or None when where an excluded window was at grab time cannot
+        be known (the frame must then be dropped):
+
+        * nothing changed: the excluded windows of ``before`` (= ``after``);
+        * each excluded window changed at most once (mapped, moved, retitled): it was in its ``before`` or
+          its ``after`` state at grab time, so both are blacked out;
+        * an excluded window moved or was retitled twice or more (it may have been anywhere in between), any
+          window was retitled twice or more (it may have passed through an excluded title), or the tracker
+          lost events: None."""
+        if events is None:
+            return None
+        ex = {w.wid for w in matching_windows(before, self.patterns)} | \
+             {w.wid for w in matching_windows(after, self.patterns)}
+        counts = collections.Counter((w, "title" if k == "new" else k) for w, k in events)
+        for (wid, kind), n in counts.items():
+            if n > 1 and (kind == "title" or (kind == "geom" and wid in ex)):
+                return None
+        now = time.monotonic()
+        now_at = {(w.wid, w.x, w.y, w.w, w.h) for w in after}
+        left = [w for w in before if w.wid in ex and (w.wid, w.x, w.y, w.w, w.h) not in now_at]
+        self._left = [(b, t) for b, t in self._left if t > now] + \
+                     [(b, now + self.afterglow_s) for b in self.boxes(left)[len(self.rects):]]
+        boxes = self.boxes([w for w in before if w.wid in ex] + [w for w in after if w.wid in ex])
+        return boxes + [b for b, _ in self._left if b not in boxes]
+
+
+_EVERYTHING = (-(1 << 30), -(1 << 30), 1 << 31, 1 << 31, None)  # a box over every display: black it all
 
 
 def apply_masks(img: np.ndarray, mon: dict, boxes, display_id: str) -> int:
@@ -175,21 +214,26 @@ class ScreenSource(_Source):
                 recording = self.encoder_cb is not None
                 if not ticker.wait(self._tick_period(recording), self._halt, self._changed):
                     break
+                privacy = self.privacy
+                before = self.tracker.state() if privacy.patterns else None  # the stack the grab starts from
                 grabbed = self._grab(sct, mon)
                 if grabbed is None:
                     return
                 shot, ts = grabbed
-                privacy = self.privacy
-                img = self._fail_closed(np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4),
-                                        privacy)
-                active, wins = self.tracker.snapshot()
+                img = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+                stack = self._window_stack(privacy, before)
+                if stack is None:  # where excluded windows were at grab time is unknown: the frame is dropped
+                    self.stats["privacy_dropped"] = self.stats.get("privacy_dropped", 0) + 1
+                    continue
+                active, wins, boxes, title_private = stack
                 paused = self.paused
-                img, masked = self._mask(img, mon, privacy, wins, paused)
+                img, masked = self._mask(img, mon, boxes, paused)
                 frame = None
                 if self.preview or recording:
                     frame = self._thumbnail(img if masked else shot.raw, shot, ts, paused)
-                if self._encode_due(ticker.n, shot, ts, (paused, bool(privacy), len(wins))):
-                    self._encode(frame if frame is not None else img, ts, self._meta(active, mon, paused))
+                if self._encode_due(ticker.n, shot, ts, (paused, bool(privacy), len(wins), tuple(boxes or ()))):
+                    self._encode(frame if frame is not None else img, ts,
+                                 self._meta(active, mon, paused, title_private))
                 if time.time() - last_geo_check > 2.0:
                     last_geo_check = time.time()
                     mon = self._current_monitor(sct, mon)
@@ -220,27 +264,41 @@ class ScreenSource(_Source):
         self.stats["grab_ms"] += (g1 - g0) * 1000
         return shot, (g0 + g1) / 2
 
-    def _fail_closed(self, img: np.ndarray, privacy: Privacy) -> np.ndarray:
-        """With window exclusion on, no frame leaves before the window list is known: black until it is."""
-        if not privacy.patterns:
-            return img
-        self.tracker.hz = max(self.tracker.hz, 10.0)
-        if self.tracker.ready.wait(2.0) and getattr(self.tracker, "ok", False):
-            return img
-        if not self._warned:
-            self._warned = True
-            self.emit("error", {"code": "PRIVACY_UNAVAILABLE", "channel_id": self.channel_id,
-                                "message": "window exclusion needs the X11 window list "
-                                           f"({self.tracker.error}); frames are blacked out"})
-        return np.zeros_like(img)
+    def _window_stack(self, privacy: Privacy, before):
+        """The windows at grab time and what to black out: (active, visible windows, boxes, whether the
+        active window's title is private), or None when the frame must be dropped.
 
-    def _mask(self, img: np.ndarray, mon: dict, privacy: Privacy, wins, paused: bool) -> tuple[np.ndarray, bool]:
+        Without excluded windows: the tracker's current list. With them (fail closed): a barrier right after
+        the grab (every X event generated before it processed; see vdbnb.recorder.x11) decides from the stack
+        before and after the grab (:meth:`Privacy.decide`); no answer from X (no window list, no python-xlib,
+        X gone): everything is blacked out and the active title withheld."""
+        if not privacy.patterns:
+            active, wins = self.tracker.snapshot()
+            return active, wins, (privacy.boxes(wins) if privacy else None), False
+        v0, _, wins0 = before
+        b = self.tracker.barrier(v0) if self.tracker.ready.wait(2.0) else None
+        if b is None:
+            if not self._warned:
+                self._warned = True
+                self.emit("error", {"code": "PRIVACY_UNAVAILABLE", "channel_id": self.channel_id,
+                                    "message": "window exclusion needs the X11 window list "
+                                               f"({self.tracker.error or 'no answer'}); frames are blacked out"})
+            return None, [], [_EVERYTHING], True
+        boxes = privacy.decide(wins0, b.wins, b.events)
+        if boxes is None:
+            return None
+        active = b.active
+        title_private = privacy.excluded(active) or (active is not None and any(
+            w.wid == active.wid and privacy.excluded(w) for w in wins0))
+        return active, b.wins, boxes, title_private
+
+    def _mask(self, img: np.ndarray, mon: dict, boxes, paused: bool) -> tuple[np.ndarray, bool]:
         """Paused: a black frame; excluded windows and rectangles: blacked out. Returns (img, masked)."""
-        if paused:
+        if paused or _EVERYTHING in (boxes or ()):
             return np.zeros_like(img), True
-        if privacy:
+        if boxes:
             img = img.copy()
-            apply_masks(img, mon, privacy.boxes(wins), self.channel_id)
+            apply_masks(img, mon, boxes, self.channel_id)
             return img, True
         return img, False
 
@@ -273,7 +331,7 @@ class ScreenSource(_Source):
         self._prev_raw, self._prev_state, self._last_enc = shot.raw, state, ts
         return True
 
-    def _meta(self, active: Win | None, mon: dict, paused: bool) -> dict[str, Any]:
+    def _meta(self, active: Win | None, mon: dict, paused: bool, title_private: bool) -> dict[str, Any]:
         """The frame's metadata: the active window (title, app, whether it is on this display); nothing of
         it while paused or while the active window is an excluded one (its title is as private as its pixels)."""
         meta: dict[str, Any] = {"window_title": active.title if active else None,
@@ -285,7 +343,7 @@ class ScreenSource(_Source):
         if paused:
             meta["paused"] = True
             meta["window_title"] = meta["app"] = None
-        elif active and self.privacy.patterns and any(p.search(active.title or "") for p in self.privacy.patterns):
+        elif title_private:
             meta["window_title"] = meta["app"] = None
             meta["excluded_window_active"] = True
         return meta

@@ -16,6 +16,7 @@ import httpx
 
 from vdbnb.media.fragments import Fragment
 from vdbnb.recorder.replicas import MovedReplica, ingest_url_of, server_urls
+from vdbnb.private_fs import open_private, private_dir, write_private
 
 
 class UplinkError(RuntimeError):
@@ -33,16 +34,14 @@ class Spool:
     writer per channel (its source thread) and deletions from the event loop."""
 
     def __init__(self, root: Path, session_id: str):
-        self.dir = Path(root) / safe(session_id)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(Path(root) / safe(session_id))  # the capture itself: owner only
         self._named: set[str] = set()
         self._dirs: dict[str, Path] = {}
 
     def chan_dir(self, channel_id: str) -> Path:
         d = self._dirs.get(channel_id)
         if d is None:
-            d = self._dirs[channel_id] = self.dir / safe(channel_id)
-            d.mkdir(parents=True, exist_ok=True)
+            d = self._dirs[channel_id] = private_dir(self.dir / safe(channel_id))
         return d
 
     def write(self, frag: Fragment) -> tuple[Path, bytes]:
@@ -50,11 +49,11 @@ class Spool:
         data = frag.pack()
         p = d / f"{frag.seq:08d}.frag"
         tmp = p.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with os.fdopen(open_private(tmp), "wb") as f:
             f.write(data)
         os.replace(tmp, p)
         if frag.channel_id not in self._named:
-            (d / "channel_id").write_text(frag.channel_id)
+            write_private(d / "channel_id", frag.channel_id)
             self._named.add(frag.channel_id)
         return p, data
 
@@ -405,7 +404,7 @@ class Uplink:
             p = self.pending.get(cid, {}).pop(int(seq), None)
             if p is not None:
                 rej = p.parent / "rejected"
-                rej.mkdir(exist_ok=True)
+                private_dir(rej)
                 try:
                     os.replace(p, rej / p.name)
                 except OSError:

@@ -140,12 +140,15 @@ def create_app(settings: Settings) -> FastAPI:
         ctx.outbox.start()
         await asyncio.to_thread(ctx.kernel.recover)   # cells stored just before a crash get their events
         wd = asyncio.create_task(watchdog(ctx, grace))
+        from .retention import purge_loop
+        retention = asyncio.create_task(purge_loop(ctx))  # expired tokens/tickets, old webhooks, retention_days
         if ctx.pipelines is not None and settings.runs_pipelines:
             ctx.pipelines.start()
         try:
             yield
         finally:
             wd.cancel()
+            retention.cancel()
             if ctx.pipelines is not None:
                 ctx.pipelines.stop()
             await ctx.outbox.stop()
@@ -194,12 +197,15 @@ def create_app(settings: Settings) -> FastAPI:
                                           "engines": engines(),
                                           "webhooks_pending": ctx.outbox.pending(),
                                           "webhook_dispatcher": ctx.outbox.dispatching,
+                                          "webhooks_dead": ctx.outbox.dead(),
                                           "ingest_links": sum(ctx.ingest.connections.values()),
                                           "backends": ctx.backends()}}
 
     from .routes_agent import router as agent_router
+    from .routes_admin import router as admin_router
     from .routes_capture import router as capture_router
     app.include_router(capture_router)
+    app.include_router(admin_router)
     try:
         from .routes_rtstream import router as rtstream_router
         app.include_router(rtstream_router)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import KEY_FILE, WEBHOOK_SECRET_FILE
+from ..private_fs import private_dir, tighten, write_private
 from .errors import forbidden, unauthorized
 from .store import Store, now
 
@@ -36,11 +37,20 @@ def token_id(secret: str) -> str:
 
 
 def write_secret_file(path: Path, value: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.chmod(path, 0o600)
+    private_dir(path.parent)
+    write_private(path, value + "\n")
+
+
+def ensure_key_file(path: Path, nbytes: int = 32) -> bytes:
+    """A random key kept in a 0600 file (made on first use): for keys that cannot be stored as hashes."""
+    if path.exists():
+        tighten(path)
+        raw = path.read_text().strip()
+        if raw:
+            return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(nbytes)).decode().rstrip("=")
+    write_secret_file(path, raw)
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class Auth:
         d = self._mint("at-", AGENT_SCOPE, collection_id, expires_in, name)
         return dict(d, token_id=token_id(d["token"]), scope=AGENT_SCOPE)
 
-    def mint_ws_ticket(self, collection_id: str, ttl: float = 86400) -> str:
+    def mint_ws_ticket(self, collection_id: str, ttl: float = 60.0) -> str:
         ticket = "wst-" + secrets.token_urlsafe(24)
         t = now()
         self.store.insert("ws_tickets", {"ticket_hash": digest(ticket), "collection_id": collection_id,
@@ -137,11 +147,13 @@ class Auth:
     def check_ws_ticket(self, ticket: str | None) -> str:
         if not ticket:
             raise unauthorized("websocket URL has no ticket: get a fresh URL from GET collection/{id}/websocket")
-        row = self.store.one("SELECT collection_id, expires_at FROM ws_tickets WHERE ticket_hash=?",
-                             (digest(ticket),))
+        with self.store.transaction() as st:  # single use: the ticket is gone once it opened a websocket
+            row = st.one("SELECT collection_id, expires_at FROM ws_tickets WHERE ticket_hash=?", (digest(ticket),))
+            if row:
+                st.execute("DELETE FROM ws_tickets WHERE ticket_hash=?", (digest(ticket),))
         if not row or row["expires_at"] < now():
-            raise unauthorized("websocket ticket unknown or expired: get a fresh URL from "
-                               "GET collection/{id}/websocket")
+            raise unauthorized("websocket ticket unknown, used or expired (a websocket URL opens one connection, "
+                               "within a minute): get a fresh URL from GET collection/{id}/websocket")
         return row["collection_id"]
 
     # ------------------------------------------------------------------ requests

@@ -1,39 +1,39 @@
 """The server's parts, wired once: store, media, notifier, auth, bus, sessions, ingest, pipelines."""
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
+import base64
 import secrets
+import os
 import socket
-import time
 import uuid
 from pathlib import Path
 
 from fastapi import Request
 
-from ..config import Settings
+from ..config import FINGERPRINT_KEY_FILE, MEDIA_KEY_FILE, Settings
+from ..private_fs import private_dir, tighten_sqlite
+from ..redaction import Redactor, set_redactor
 from .auth import Auth, Principal
 from .bus import EventBus
 from .hub import Hub
 from .ingest import Ingest
 from .kernel import KernelEvents
 from .media_store import open_media_store
+from .media_urls import MediaSigner
 from .notify import open_notifier
 from .sessions import Sessions
 from .store import now, open_store
 from .webhooks import Outbox
 
 DEFAULT_COLLECTION = "default"
-URL_KEY = "media_url_key"
 
 
 class Context:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
-        # a new data dir is private (0700): it holds the database (transcripts, OCR text, window titles) and media
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # the data dir is private (0700): it holds the database (transcripts, OCR text, window titles) and media
+        private_dir(self.data_dir)
         # this process among all that share the store: names its leases, heartbeats and ingest links
         self.process_id = f"{settings.role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.store = open_store(settings.database_url, self.data_dir)
@@ -43,15 +43,23 @@ class Context:
         self.auth = Auth(self.store, self.data_dir, settings.api_key)
         self.api_key = self.auth.ensure_api_key()
         self.webhook_secret = self.auth.ensure_webhook_secret()
-        self._url_key = bytes.fromhex(self.auth.server_secret(URL_KEY, lambda: secrets.token_hex(32)))
         self.outbox = Outbox(self.store, self.webhook_secret, settings.webhook_max_backoff_s,
-                             settings.webhook_timeout_s, notifier=self.notifier)
+                             settings.webhook_timeout_s, settings.webhook_retry_s, notifier=self.notifier)
         self.bus = EventBus(self.store, self.notifier, self.outbox)
         self.sessions = Sessions(self.store, self.bus)
         self.ingest = Ingest(self.store, self.sessions, self.media)
         self.ingest.notifier = self.notifier
         self.kernel = KernelEvents(self)   # cell fragments -> cell events
         self.ingest.listeners.append(self.kernel.on_fragment)
+        self.exports_dir = self.data_dir / "exports"
+        # media URLs: a key of their own (never derived from another secret), shared by replicas through the store
+        self.media_signer = MediaSigner(self.data_dir / MEDIA_KEY_FILE, settings.media_url_ttl_s,
+                                        store=self.store if self.shared else None, name=MEDIA_KEY_FILE)
+        # the one redaction step of every pipeline; fingerprints keyed by this install (every replica alike)
+        fp_key = self.auth.server_secret(FINGERPRINT_KEY_FILE, lambda: base64.urlsafe_b64encode(
+            secrets.token_bytes(32)).decode().rstrip("="))
+        self.redactor = set_redactor(Redactor(base64.urlsafe_b64decode(fp_key + "=" * (-len(fp_key) % 4)),
+                                              keep=settings.redact_keep_labels))
         self.pipelines = None  # set by the app factory (role all) or `vdbnb worker` when AI is enabled
         self.lifecycle = None  # set by serve(): when an embedded server exits by itself (lifecycle.py)
         self._search = None
@@ -72,6 +80,7 @@ class Context:
             else:
                 from .search import SearchIndex
                 self._search = SearchIndex(self.data_dir / "search.sqlite3")
+                tighten_sqlite(self.data_dir / "search.sqlite3")  # the indexed text is as private as its source
         return self._search
 
     def backends(self) -> dict:
@@ -80,15 +89,12 @@ class Context:
                 "media": self.media.describe(), "notifier": self.notifier.kind, "role": self.settings.role,
                 "process_id": self.process_id}
 
-    # signed media URLs (players cannot send headers)
-    def sign(self, path: str, ttl: float = 86400) -> str:
-        exp = int(time.time() + ttl)
-        sig = hmac.new(self._url_key, f"{path}|{exp}".encode(), hashlib.sha256).hexdigest()[:32]
-        return f"exp={exp}&sig={sig}"
+    # signed media URLs (players cannot send headers): see media_urls.py
+    def sign(self, path: str, ttl: float | None = None) -> str:
+        return self.media_signer.sign(path, ttl)
 
     def verify(self, path: str, exp: int, sig: str) -> bool:
-        good = hmac.new(self._url_key, f"{path}|{exp}".encode(), hashlib.sha256).hexdigest()[:32]
-        return exp >= time.time() and hmac.compare_digest(good, sig or "")
+        return self.media_signer.verify(path, exp, sig)
 
 
 def redact_url(url: str) -> str:

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 
 from ..events import AUDIO_CATEGORIES, KERNEL, new_id
+from ..private_fs import tighten
 from .errors import APIError, conflict
+from .media_store import FileMediaStore
 from .kernel import EXPORT_NAME, export_cells
 from .sessions import EXPORTED, STOPPED
 from .store import dec, now
@@ -35,6 +38,7 @@ def mux(ctx, key: str, video: dict | None, audios: list[dict], start=None, end=N
     out = ctx.media.scratch(key)
     tmp = out.with_suffix(f".{threading.get_ident()}.part.mp4")
     summary = mux_mp4(tmp, vf or None, af, start=start, end=end, progress=progress)
+    tighten(tmp)
     tmp.replace(out)
     ctx.media.put_file(key, out)
     return summary
@@ -195,10 +199,18 @@ def clip_key(ctx, rts: dict, start: float, end: float) -> str:
     video = rts if rts["channel_id"] == "screen" else next((v for v in videos if v["is_primary"]),
                                                            videos[0] if videos else None)
     h = hashlib.sha256(f"{rts['id']}|{start:.3f}|{end:.3f}|{rts['last_seq']}".encode()).hexdigest()[:24]
-    key = f"clips/{h}.mp4"
+    key = f"clips/{rts['id']}/{h}.mp4"  # per stream: deleted with its session
     if ctx.media.size(key) is None:
         mux(ctx, key, video, audios, start=start, end=end)
+    elif isinstance(ctx.media, FileMediaStore):
+        os.utime(ctx.media.path(key))  # in use: the retention pass purges clips nobody asked for in an hour
     return key
+
+
+def export_running(session_id: str) -> bool:
+    with _jobs_lock:
+        job = _jobs.get(session_id)
+        return bool(job) and job.get("export_status") == "exporting"
 
 
 def session_channels(ctx, sid: str) -> list[dict]:

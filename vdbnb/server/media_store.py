@@ -15,10 +15,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from ..private_fs import open_private, private_dir, tighten
 
 SCRATCH_MAX_BYTES = 2 * 1024 ** 3  # local copies kept on an S3-backed process (least recently used go first)
 SCRATCH_IN_USE_S = 600.0           # a copy used this recently is kept even above the bound
@@ -52,6 +55,14 @@ class MediaStore:
         raise NotImplementedError
 
     def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix`` (a folder, ending in ``/``); returns how many there were."""
+        raise NotImplementedError
+
+    def delete_older(self, prefix: str, age_s: float) -> int:
+        """Delete the objects under ``prefix`` not written (files: nor used) in the last ``age_s`` seconds."""
         raise NotImplementedError
 
     def local_path(self, key: str) -> Path:
@@ -91,8 +102,9 @@ class FileMediaStore(MediaStore):
     def put_file(self, key: str, path: Path) -> None:
         dst = self.path(key)
         if Path(path).resolve() != dst.resolve():
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(dst.parent)
             os.replace(path, dst)
+            tighten(dst)
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()
@@ -106,12 +118,31 @@ class FileMediaStore(MediaStore):
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def delete_prefix(self, prefix: str) -> int:
+        p = self.path(prefix)
+        if not p.is_dir():
+            return 0
+        n = sum(1 for x in p.rglob("*") if x.is_file())
+        shutil.rmtree(p, ignore_errors=True)
+        return n
+
+    def delete_older(self, prefix: str, age_s: float) -> int:
+        p, t, n = self.path(prefix), time.time() - age_s, 0
+        for f in (p.rglob("*") if p.is_dir() else []):
+            try:
+                if f.is_file() and f.stat().st_mtime < t:
+                    f.unlink()
+                    n += 1
+            except FileNotFoundError:
+                pass
+        return n
+
     def local_path(self, key: str) -> Path:
         return self.path(key)
 
     def scratch(self, name: str) -> Path:
         p = self.path(name)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(p.parent)
         return p
 
     def response(self, key: str, media_type: str = "video/mp4"):
@@ -195,9 +226,33 @@ class S3MediaStore(MediaStore):
         except self._errors:
             pass
 
+    def _objects(self, prefix: str):
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+        for page in pages:
+            yield from page.get("Contents", [])
+
+    def _delete_keys(self, keys: list[str]) -> int:
+        for i in range(0, len(keys), 1000):
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]],
+                                                                   "Quiet": True})
+        return len(keys)
+
+    def delete_prefix(self, prefix: str) -> int:
+        try:
+            return self._delete_keys([o["Key"] for o in self._objects(prefix)])
+        except self._errors as e:
+            raise MediaError("STORAGE_ERROR", f"could not delete {prefix} in s3://{self.bucket}: {e}") from None
+
+    def delete_older(self, prefix: str, age_s: float) -> int:
+        t = time.time() - age_s
+        try:
+            return self._delete_keys([o["Key"] for o in self._objects(prefix) if o["LastModified"].timestamp() < t])
+        except self._errors as e:
+            raise MediaError("STORAGE_ERROR", f"could not delete under {prefix} in s3://{self.bucket}: {e}") from None
+
     def scratch(self, name: str) -> Path:
         p = self.scratch_dir / name
-        p.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(p.parent)
         return p
 
     def local_path(self, key: str) -> Path:
@@ -205,7 +260,7 @@ class S3MediaStore(MediaStore):
         if p.exists():
             os.utime(p)
             return p
-        p.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(p.parent)
         tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.client.download_file(self.bucket, self._key(key), str(tmp))
@@ -258,9 +313,9 @@ def open_media_store(media_url: str | None, data_dir: Path, scratch_max_bytes: i
 
 def durable_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename, fsync of the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(tmp)
     try:
         view = memoryview(data)
         while view:

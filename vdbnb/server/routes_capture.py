@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisc
 from ..events import new_id
 from .auth import Auth, Principal
 from .context import DEFAULT_COLLECTION, admin, base_url, ctx_of, principal, reader
-from .errors import APIError, bad_request, not_found
+from .errors import APIError, not_found
 from .hub import Subscriber
 from .ingest import IngestError
-from .models import MAX_OFFSET, CreateCollection, CreateSession, ExportRequest, StartCapture, TokenRequest
+from .models import (MAX_OFFSET, CreateCollection, CreateSession, ExportRequest, StartCapture, TokenRequest,
+                     epoch_q)
 from .sessions import ACTIVE, STARTING, STOPPED, STOPPING
 from .store import now
 
@@ -62,8 +63,6 @@ def get_collection(cid: str, request: Request, p: Principal = Depends(reader)):
 @router.post("/collection/{cid}/capture/session", tags=["capture"])
 def create_capture_session(cid: str, body: CreateSession, request: Request, _: Principal = Depends(admin)):
     collection_row(request, cid)
-    if body.callback_url and not body.callback_url.startswith(("http://", "https://")):
-        raise bad_request("callback_url must be an http(s) URL")
     return ok(ctx_of(request).sessions.create(cid, body.end_user_id, body.callback_url, body.ws_connection_id,
                                               body.metadata))
 
@@ -95,7 +94,7 @@ def export_capture_session(cid: str, sid: str, request: Request, body: ExportReq
 
 @router.get("/collection/{cid}/events", tags=["events"])
 def list_events(cid: str, request: Request, session_id: str | None = None, rtstream_id: str | None = None,
-                channel: str | None = None, since: float | None = None,
+                channel: str | None = None, since: float | None = epoch_q(),
                 limit: int = Query(1000, ge=1, le=10000), p: Principal = Depends(reader)):
     """vdbnb extension: stored events (the websocket is best effort; this is the record)."""
     collection_row(request, cid, p)
@@ -116,7 +115,7 @@ def generate_client_token(request: Request, body: TokenRequest | None = None, _:
 @router.get("/collection/{cid}/websocket", tags=["events"])
 def websocket_url(cid: str, request: Request, p: Principal = Depends(reader)):
     collection_row(request, cid, p)
-    ticket = ctx_of(request).auth.mint_ws_ticket(cid)
+    ticket = ctx_of(request).auth.mint_ws_ticket(cid, ctx_of(request).settings.ws_ticket_ttl_s)
     ws_base = base_url(request).replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     return ok({"websocket_url": f"{ws_base}/ws/{cid}?ticket={ticket}"})
 
@@ -191,6 +190,10 @@ def _stream_info(ctx, row: dict, base: str) -> dict:
 def start_capture(body: StartCapture, request: Request, p: Principal = Depends(principal)):
     ctx = ctx_of(request)
     row = _session_for_client(request, p, body.session_id)
+    if p.kind == "client_token" and body.callback_url and body.callback_url != row["callback_url"]:
+        raise APIError(403, "A client token cannot set or change the session's callback_url: the backend sets it "
+                       "with the API key when it creates the session (create_capture_session(callback_url=...)).",
+                       "CALLBACK_NOT_ALLOWED")
     chans = [c.model_dump() for c in body.channels]
     row = ctx.sessions.start(body.session_id, row["collection_id"], chans, body.primary_video_channel_id,
                              body.callback_url, body.ws_connection_id)

@@ -12,7 +12,7 @@ from .auth import Auth, Principal
 from .context import admin, base_url, ctx_of, reader
 from .errors import APIError, bad_request, not_found
 from .models import (MAX_EPOCH_S, MAX_OFFSET, MAX_PAGE, Action, AlertRequest, EventRequest, IndexRequest,
-                     RTStreamExport, SearchRequest, TranscriptionRequest)
+                     RTStreamExport, SearchFilter, SearchRequest, TranscriptionRequest, epoch_q)
 from .routes_capture import collection_row, ok
 from .sessions import rtstream_dict
 from .store import dec, now
@@ -147,7 +147,7 @@ def transcription_status(rid: str, request: Request, p: Principal = Depends(read
 
 @router.get("/rtstream/{rid}/transcription")
 def get_transcription(rid: str, request: Request, page: int = Query(1, ge=1, le=MAX_PAGE), page_size: int = Query(100, ge=1,
-                      le=1000), start: float | None = None, end: float | None = None, since: float | None = None,
+                      le=1000), start: float | None = epoch_q(), end: float | None = epoch_q(), since: float | None = epoch_q(),
                       engine: str | None = None, who: Principal = Depends(reader)):
     rts_row(request, rid, who)
     q, p = "SELECT * FROM events WHERE rtstream_id=? AND channel=? AND is_final=1", [rid, TRANSCRIPT]
@@ -212,7 +212,7 @@ def list_indexes(rid: str, request: Request, p: Principal = Depends(reader)):
 
 @router.get("/rtstream/{rid}/index/scene/{idx}")
 def get_scenes(rid: str, idx: str, request: Request, page: int = Query(1, ge=1, le=MAX_PAGE),
-               page_size: int = Query(100, ge=1, le=1000), start: float | None = None, end: float | None = None,
+               page_size: int = Query(100, ge=1, le=1000), start: float | None = epoch_q(), end: float | None = epoch_q(),
                _: Principal = Depends(admin)):
     index_row(request, rid, idx)
     q, p = "SELECT * FROM events WHERE index_id=? AND channel IN (?,?)", [idx, AUDIO_INDEX, VISUAL_INDEX]
@@ -250,8 +250,6 @@ def create_alert(rid: str, idx: str, body: AlertRequest, request: Request, _: Pr
     ctx = ctx_of(request)
     if not ctx.store.one("SELECT id FROM rt_events WHERE id=?", (body.event_id,)):
         raise not_found("event", body.event_id)
-    if body.callback_url and not body.callback_url.startswith(("http://", "https://")):
-        raise bad_request("callback_url must be an http(s) URL")
     aid = new_id("alrt")
     ctx.store.insert("alerts", {"id": aid, "index_id": idx, "rtstream_id": rid, "event_id": body.event_id,
                                 "callback_url": body.callback_url, "ws_connection_id": body.ws_connection_id,
@@ -289,14 +287,16 @@ def _search(request: Request, body: SearchRequest, collection_id: str, rtstream_
     ctx = ctx_of(request)
     _need("embeddings", what="Search")
     index = ctx.search_index()
-    f = body.filter if isinstance(body.filter, dict) else {}
-    kinds = f.get("kind") or f.get("kinds") or f.get("type")
-    chans = f.get("channel_id") or f.get("channel")
-    hits = index.search(body.query, collection_id=collection_id, rtstream_id=rtstream_id,
-                        session_id=f.get("session_id"), index_id=body.scene_index_id or body.index_id,
+    f = body.filter or SearchFilter()
+    kinds = f.kind or f.kinds or f.type
+    chans = f.channel_id or f.channel
+    if f.rtstream_id and rtstream_id and f.rtstream_id != rtstream_id:
+        return []
+    hits = index.search(body.query, collection_id=collection_id, rtstream_id=rtstream_id or f.rtstream_id,
+                        session_id=f.session_id, index_id=body.scene_index_id or body.index_id,
                         kinds=[kinds] if isinstance(kinds, str) else kinds,
                         channel_ids=[chans] if isinstance(chans, str) else chans,
-                        start=f.get("start"), end=f.get("end"), limit=body.result_threshold or 10,
+                        start=f.start, end=f.end, limit=body.result_threshold or 10,
                         score_threshold=body.score_threshold)
     if body.dynamic_score_percentage and hits:
         top = hits[0].score

@@ -8,6 +8,7 @@ import socket
 import sys
 
 from ..config import SERVER_FILE, Settings
+from ..private_fs import restrict_umask, write_private
 
 
 def serve(settings: Settings, log_level: str = "info", exit_with_owners: bool = False,
@@ -15,6 +16,8 @@ def serve(settings: Settings, log_level: str = "info", exit_with_owners: bool = 
     """Run the server. ``exit_with_owners`` / ``idle_exit_s``: when it stops by itself (an embedded server;
     vdbnb/server/lifecycle.py)."""
     import uvicorn
+
+    restrict_umask()  # backstop: whatever a library creates in this process is owner-only
 
     from .app import create_app
     from .lifecycle import ActivityMiddleware, Lifecycle
@@ -37,9 +40,7 @@ def serve(settings: Settings, log_level: str = "info", exit_with_owners: bool = 
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     info = {"pid": os.getpid(), "url": url, "host": host, "port": port, "data_dir": str(ctx.data_dir)}
     path = ctx.data_dir / SERVER_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, path)
+    write_private(path, json.dumps(info))
     logging.getLogger("vdbnb.server").info("vdbnb server on %s (data dir %s)", url, ctx.data_dir)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, ws_max_size=32 * 1024 * 1024,
                             timeout_graceful_shutdown=5)

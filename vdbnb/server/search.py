@@ -114,8 +114,8 @@ class SearchIndex:
             db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA cache_size=-65536")
+            for pragma in ("busy_timeout=30000", "cache_size=-65536", "secure_delete=ON"):  # deleted text overwritten
+                db.execute(f"PRAGMA {pragma}")
             self._local.db = db
             with self._conns_lock:
                 self._conns.append(db)
@@ -237,6 +237,13 @@ class SearchIndex:
             db.execute(f"DELETE FROM segments WHERE {where}", args)
             self.vectors.remove(ids)
         return len(ids)
+
+    def compact(self) -> None:
+        """After a delete: FTS5 keeps deleted terms in old segments until they are merged; the zeroed vector
+        rows reach the files."""
+        with self._write, self._db() as db:
+            db.execute("INSERT INTO segments_fts(segments_fts) VALUES ('optimize')")
+        self.flush()
 
     @staticmethod
     def _ids_of(db: sqlite3.Connection, doc_ids: list[str], with_doc_id: bool = False):

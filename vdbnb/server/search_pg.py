@@ -191,6 +191,9 @@ class PgSearchIndex:
         return self.store.execute(f"DELETE FROM segments WHERE {where}", args).rowcount
 
     # ---- search
+    def compact(self) -> None:
+        """After a delete: nothing to merge (PostgreSQL's autovacuum reclaims the deleted rows)."""
+
     def search(self, query: str, collection_id: str, rtstream_id: str | None = None,
                session_id: str | None = None, index_id: str | None = None,
                kinds: Sequence[str] | None = None, channel_ids: Sequence[str] | None = None,

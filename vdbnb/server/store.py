@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..private_fs import private_dir, tighten_sqlite
+
 MIGRATIONS: list = [
     # 1: foundation
     """
@@ -92,6 +94,11 @@ MIGRATIONS: list = [
     ALTER TABLE events ALTER COLUMN rowid_seq SET DEFAULT nextval('events_rowid_seq');
     CREATE INDEX events_order ON events(emitted_at, rowid_seq);
     """},
+    # 5: webhook dead letters (retried for a bounded time, then set aside until replayed)
+    """
+    ALTER TABLE webhook_outbox ADD COLUMN dead_at REAL;
+    CREATE INDEX outbox_dead ON webhook_outbox(dead_at);
+    """,
 ]
 
 
@@ -199,13 +206,15 @@ class SQLiteStore(Store):
     def __init__(self, path: Path):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._lock = threading.RLock()
         self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA secure_delete=ON")  # a deleted capture is overwritten, not left in free pages
+        tighten_sqlite(self.path)  # transcripts, OCR text, window titles: owner only (-wal/-shm too)
         self._roles: set[str] = set()
         self._depth = 0
         self._migrate()

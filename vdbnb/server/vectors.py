@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vdbnb.private_fs import tighten
+
 log = logging.getLogger(__name__)
 
 DIM = 384
@@ -112,6 +114,7 @@ class VectorIndex:
                                          (self.code_path, self.lanes, np.uint64, 8)):
             with open(path, "r+b" if isinstance(cur, np.memmap) else "wb") as f:
                 f.truncate(new_rows * width * item)
+            tighten(path)
             maps.append(np.memmap(path, dtype=dtype, mode="r+", shape=(new_rows, width)))
         if old and not isinstance(cur, np.memmap):
             maps[0][:old] = cur

@@ -4,7 +4,12 @@ signed as the Standard Webhooks spec says (``webhook-id``, ``webhook-timestamp``
 Every process that shares the store runs an :class:`Outbox`, but only one dispatches at a time (the
 ``outbox`` role of :meth:`Store.try_lock`: an advisory lock on PostgreSQL, released when its holder dies);
 the others wait to take over. A message's id is derived from what it reports (the event id), so a retried
-step queues it once."""
+step queues it once.
+
+Retries are bounded: a message not delivered ``retry_s`` after it was queued (default 24 h) becomes a dead
+letter, set aside so that the session's later messages go on; dead letters are listed by the API
+(``GET /webhooks/dead-letters``), counted by ``vdbnb info`` and ``/health``, and replayed on request (in their
+original order). A URL that is not http(s) is never called: its messages are dead letters at once."""
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +32,9 @@ TAKEOVER_POLL_S = 1.0  # a process without the dispatcher role tries to take it 
 
 class Outbox:
     def __init__(self, store: Store, secret: str, max_backoff: float = 5.0, timeout: float = 5.0,
-                 notifier=None):
+                 retry_s: float = 86400.0, notifier=None):
         self.store = store
+        self.retry_s = retry_s
         self.signer = Webhook(secret)
         self.max_backoff = max_backoff
         self.timeout = timeout
@@ -80,13 +86,33 @@ class Outbox:
             self.role = None
 
     def pending(self) -> int:
-        return self.store.one("SELECT COUNT(*) n FROM webhook_outbox WHERE delivered_at IS NULL")["n"]
+        return self.store.one("SELECT COUNT(*) n FROM webhook_outbox WHERE delivered_at IS NULL "
+                              "AND dead_at IS NULL")["n"]
+
+    def dead(self) -> int:
+        return self.store.one("SELECT COUNT(*) n FROM webhook_outbox WHERE dead_at IS NOT NULL")["n"]
+
+    def dead_letters(self, limit: int = 1000) -> list[dict]:
+        return self.store.all("SELECT msg_id, session_id, url, attempts, last_error, created_at, dead_at, body "
+                              "FROM webhook_outbox WHERE dead_at IS NOT NULL ORDER BY id LIMIT ?", (limit,))
+
+    def replay(self, msg_ids: list[str] | None = None) -> int:
+        """Dead letters (all, or these) are queued again with a fresh retry window; returns how many."""
+        q = "UPDATE webhook_outbox SET dead_at=NULL, attempts=0, next_attempt_at=0, created_at=? " \
+            "WHERE dead_at IS NOT NULL"
+        args: list = [now()]
+        if msg_ids is not None:
+            q += f" AND msg_id IN ({','.join('?' * len(msg_ids)) or 'NULL'})"
+            args += list(msg_ids)
+        n = self.store.execute(q, args).rowcount
+        self.poke()
+        return n
 
     def _heads(self) -> list[dict]:
-        # the oldest undelivered message of each session: later ones wait (ordering per session)
+        # the oldest undelivered live message of each session: later ones wait (ordering per session)
         return self.store.all(
             "SELECT o.* FROM webhook_outbox o JOIN (SELECT session_id, MIN(id) mid FROM webhook_outbox "
-            "WHERE delivered_at IS NULL GROUP BY session_id) h ON o.id = h.mid")
+            "WHERE delivered_at IS NULL AND dead_at IS NULL GROUP BY session_id) h ON o.id = h.mid")
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
@@ -125,6 +151,9 @@ class Outbox:
                    "webhook-timestamp": str(int(ts.timestamp())), "webhook-signature": sig,
                    "user-agent": "vdbnb-webhooks/1"}
         error = None
+        if not str(row["url"]).lower().startswith(("http://", "https://")):
+            await self._bury(row, "callback_url is not an http(s) URL: never called")
+            return
         try:
             r = await client.post(row["url"], content=body, headers=headers)
             if 200 <= r.status_code < 300:
@@ -135,9 +164,20 @@ class Outbox:
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"
         attempts = row["attempts"] + 1
+        if now() - (row["created_at"] or 0) >= self.retry_s:
+            row["attempts"] = attempts
+            await self._bury(row, error)
+            return
         backoff = min(self.max_backoff, 0.25 * (2 ** min(attempts, 10)))
         await asyncio.to_thread(self.store.update, "webhook_outbox", "id", row["id"], attempts=attempts,
                                 last_error=error, next_attempt_at=time.time() + backoff)
         if attempts in (1, 5) or attempts % 20 == 0:
             log.warning("webhook %s to %s failed (%s); attempt %d, retrying in %.1fs",
                         row["msg_id"], row["url"], error, attempts, backoff)
+
+    async def _bury(self, row: dict, error: str | None) -> None:
+        """A dead letter: kept, listed, replayable; the session's later messages go on."""
+        await asyncio.to_thread(self.store.update, "webhook_outbox", "id", row["id"], attempts=row["attempts"],
+                                last_error=error, dead_at=now())
+        log.warning("webhook %s to %s is a dead letter after %d attempts (%s); replay it with POST "
+                    "/webhooks/dead-letters/replay", row["msg_id"], row["url"], row["attempts"], error)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ...events import PIPELINE, Event
+from ...events import AUDIO_INDEX, KERNEL, PIPELINE, TRANSCRIPT, VISUAL_INDEX, Event
 from ..store import now
 from .alerts import AlertEngine
 from .audio import AudioWorker
@@ -23,6 +23,7 @@ class Pipelines:
     def __init__(self, ctx):
         self.ctx = ctx
         self.leases = Leases(ctx.store, ctx.process_id, ctx.settings.lease_s)
+        self.redactor = ctx.redactor  # the one redaction step (vdbnb.redaction), keyed by this install
         self.indexer = Indexer(self)
         self.alerts = AlertEngine(self)
         self.workers = [AudioWorker(self), VisualWorker(self)]
@@ -83,14 +84,32 @@ class Pipelines:
             self.indexer.flush_index(idx, rts)
         threading.Thread(target=run, name="vdbnb-reindex", daemon=True).start()
 
-    def emit(self, ev: Event, target_ws: str | None = None, webhook_url: str | None = None,
-             webhook_body: dict | None = None) -> Event:
-        """Alerts first (a secret is flagged, and redacted, before the result is stored), then store+push."""
+    def emit(self, ev: Event, target_ws: str | None = None, findings: list | None = None,
+             webhook_url: str | None = None, webhook_body: dict | None = None) -> Event | None:
+        """Store and push a result. Its text was redacted where it was made (the workers call the redactor
+        before any engine); here the backstop check runs once more (a secret still there is redacted and
+        alerted), then the index's user alerts. A result the check fails on is dropped (fail closed), never
+        stored unchecked."""
         try:
-            self.alerts.scan_and_redact(ev, target_ws)
+            found = self.alerts.backstop(ev, target_ws)
         except Exception:
-            log.exception("alert scan failed for %s", ev.id)
+            log.exception("redaction check failed for %s: the result is dropped", ev.id)
+            return None
+        if ev.channel in (TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX, KERNEL) and (ev.channel != TRANSCRIPT or ev.is_final):
+            try:
+                self.alerts.user_alerts(ev, list(findings or []) + found)
+            except Exception:
+                log.exception("user alerts failed for %s", ev.id)
         return self.ctx.bus.emit(ev, target_ws=target_ws, webhook_url=webhook_url, webhook_body=webhook_body)
+
+    def forget(self, ids: set[str]) -> None:
+        """Drop what the workers hold in memory (last frames, OCR lines, batches of text) for these rtstream and
+        index ids: their session was deleted."""
+        for part in (*self.workers, self.indexer):
+            for v in list(vars(part).values()):
+                if isinstance(v, dict):
+                    for k in [k for k in v if k in ids]:
+                        v.pop(k, None)
 
     def _on_event(self, ev: Event) -> None:
         """Every stored result becomes searchable, and is checked by the alert engine."""

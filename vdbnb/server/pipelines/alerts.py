@@ -1,6 +1,10 @@
-"""Alerts: built-in offline detectors (API keys, passwords, card numbers, e-mail addresses) on everything
-said or shown, raised BEFORE the text is stored (and high-risk secrets are redacted in what is stored);
-plus user alerts (create_event + index.create_alert) matched against that index's results."""
+"""Alerts: the built-in detectors' findings (API keys, passwords, card numbers, e-mail addresses in what was
+said or shown) raised the moment the redaction step finds them, before the redacted result goes to any engine,
+the store, websockets or webhooks; plus user alerts (create_event + index.create_alert) matched against that
+index's results.
+
+A built-in alert carries the kind, the place (channel, field, box on the screen), the media time and the
+secret's fingerprint (vdbnb.redaction), never a character of the secret."""
 from __future__ import annotations
 
 import logging
@@ -8,25 +12,20 @@ import re
 
 import numpy as np
 
-from ...ai.secrets import REDACT_LABELS as REDACT
-from ...events import ALERT, AUDIO_INDEX, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event, event_id
+from ...events import ALERT, KERNEL, TRANSCRIPT, Event, event_id
+from ...redaction import SecretFinding
 from ..store import now
 
 log = logging.getLogger("vdbnb.server.pipelines.alerts")
-CHECKED = {TRANSCRIPT, AUDIO_INDEX, VISUAL_INDEX, KERNEL}
 DETECTOR_WORDS = {
     "api_key": ("api key", "api-key", "apikey", "secret key", "access key", "token", "secret", "credential"),
+    "private_key": ("private key", "secret", "credential", "key"),
     "password": ("password", "passphrase", "passcode", "credential", "secret"),
     "credit_card": ("credit card", "card number", "payment card", "visa", "mastercard", "pan"),
     "email": ("email", "e-mail", "mail address", "personal data", "pii", "contact"),
 }
 SIMILARITY_THRESHOLD = 0.5
-WHERE = {TRANSCRIPT: "spoken", KERNEL: "in a notebook cell"}
-
-
-def _mask(s: str) -> str:
-    s = s.strip()
-    return s[:4] + "…" + s[-2:] if len(s) > 8 else "…"
+_WHERE = {"text": "", "ocr_text": "on screen", "window_title": "in a window title", "new_text": "on screen"}
 
 
 def _matches(prompt: str, label: str) -> bool:
@@ -34,40 +33,46 @@ def _matches(prompt: str, label: str) -> bool:
     return any(w in p for w in DETECTOR_WORDS.get(label, ()))
 
 
+def describe(f: SecretFinding, src: Event) -> str:
+    """An alert's text: what and where, nothing of the secret."""
+    if src.channel == TRANSCRIPT:
+        where = "spoken"
+    elif src.channel == KERNEL:
+        where = "in a notebook cell"
+    else:
+        where = _WHERE.get((f.field or "").split(".")[0], "") or \
+            ("on screen" if src.channel_id == "screen" else "in text")
+    return f"{f.label.replace('_', ' ')} {where}".strip() + (" (redacted)" if f.redacted else "")
+
+
 class AlertEngine:
     def __init__(self, pipes):
         self.p = pipes
         self.ctx = pipes.ctx
 
-    def scan_and_redact(self, ev: Event, target_ws: str | None) -> None:
-        """Called by the pipelines before ``ev`` is stored: raise alerts, redact high-risk secrets."""
-        if ev.channel not in CHECKED or not ev.text or (ev.channel == TRANSCRIPT and not ev.is_final):
-            return
-        from ...ai.secrets import scan
-        texts = {"text": ev.text}
-        if ev.data.get("ocr_text"):
-            texts["ocr_text"] = ev.data["ocr_text"]
-        if ev.channel == KERNEL:  # a cell's outputs, error and traceback too (its source is the text)
-            from ..kernel import search_text
-            texts["cell"] = "\n".join([search_text(ev), ev.data.get("traceback") or ""])
-        findings = []
-        for field, t in texts.items():
-            for f in scan(t):
-                findings.append((field, f))
-        for field, f in findings:
-            self._emit(ev, f.label, float(f.confidence), f"{f.label.replace('_', ' ')} "
-                       f"{WHERE.get(ev.channel, 'on screen')}: {_mask(f.match)}",
-                       {"builtin": True, "detector": f.label, "source_event_id": ev.id, "field": field},
-                       target_ws)
-        secrets = [f.match for _, f in findings if f.label in REDACT]
-        if secrets:
-            ev.text = _redact(ev.text, secrets)
-            ev.data = _redact(ev.data, secrets)
-        if findings:
-            ev.data["redacted"] = sorted({f.label for _, f in findings if f.label in REDACT})
-        self._user_alerts(ev, [f for _, f in findings])
+    def secrets(self, src: Event, findings: list[SecretFinding], target_ws: str | None) -> None:
+        """One alert per finding, emitted now: ``src`` is the (already redacted) result the findings came
+        from, not yet stored or sent anywhere."""
+        for f in findings:
+            data = {"builtin": True, "source_event_id": src.id, "source_channel": src.channel,
+                    "redacted": f.redacted, **f.place()}
+            self._emit(src, f.label, f.confidence, describe(f, src), data, target_ws)
 
-    def _user_alerts(self, ev: Event, findings) -> None:
+    def backstop(self, ev: Event, target_ws: str | None) -> list[SecretFinding]:
+        """The last check before ``ev`` is stored: a secret still in its text or data (an LLM's answer, a
+        notebook cell, a path that skipped redaction) is redacted here and alerted. Returns what it found."""
+        r = self.p.redactor
+        red = r.text(ev.text, "text")
+        data, found = r.value(ev.data or {})
+        found = red.findings + found
+        if found:
+            ev.text, ev.data = red.text, data
+            ev.data["redacted"] = sorted(set(ev.data.get("redacted") or []) |
+                                         {f.label for f in found if f.redacted})
+            self.secrets(ev, found, target_ws)
+        return found
+
+    def user_alerts(self, ev: Event, findings: list[SecretFinding]) -> None:
         if not ev.index_id:
             return
         rows = self.ctx.store.all(
@@ -79,7 +84,7 @@ class AlertEngine:
                 if _matches(a["event_prompt"], f.label) and f.confidence > conf:
                     conf, why = float(f.confidence), f"{f.label.replace('_', ' ')} detected"
             if conf < SIMILARITY_THRESHOLD:
-                sim = self._similarity(a["event_prompt"], ev.text + " " + (ev.data.get("ocr_text") or ""))
+                sim = self._similarity(a["event_prompt"], (ev.text or "") + " " + (ev.data.get("ocr_text") or ""))
                 if sim > conf:
                     conf, why = sim, f"matches the event prompt (similarity {sim:.2f})"
             if conf >= SIMILARITY_THRESHOLD:
@@ -110,19 +115,6 @@ class AlertEngine:
                    captured_at=src.captured_at, processed_at=now(), data=data,
                    id=event_id(src.id, ALERT, label, data.get("alert_id") or data.get("field"), text))
         self.p.ctx.bus.emit(ev, target_ws=target_ws, webhook_url=webhook_url, webhook_body=webhook_body)
-
-
-def _redact(value, secrets: list[str]):
-    """Replace every secret in a string, or in every string inside dicts/lists."""
-    if isinstance(value, str):
-        for sec in secrets:
-            value = value.replace(sec, "[redacted]")
-        return value
-    if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
-    return value
 
 
 def _iso(t: float | None) -> str | None:

@@ -75,8 +75,27 @@ class AudioWorker(Worker):
             # done (or given up) for the media stored so far: persisted, so another worker does not redo it
             self.p.leases.advance(rts["id"], self.name, rts["last_seq"], cursor=accurate)
 
+    def _redact(self, rts: dict, st: dict, ev: Event) -> list:
+        """The redaction step, first: a spoken secret is masked (and alerted, once per utterance and kind)
+        before the text goes anywhere. A cue that ends one final utterance ("... my password is") makes the
+        next utterance the secret."""
+        red = self.p.redactor.text(ev.text, "text", spoken=True, after_cue=st.get("cue"))
+        ev.text = red.text
+        if red.findings:
+            ev.data["redacted"] = sorted({f.label for f in red.findings if f.redacted})
+        said = st.setdefault("alerted", {}).setdefault(round(ev.start or 0, 1), set())
+        new = [f for f in red.findings if f.label not in said]
+        said.update(f.label for f in new)
+        if new:
+            self.p.alerts.secrets(ev, new, rts["transcript_ws"])
+        if ev.is_final:
+            st["cue"] = red.dangling
+            st["alerted"].pop(round(ev.start or 0, 1), None)
+        return red.findings
+
     def _handle(self, rts: dict, utts) -> None:
         live = rts["transcript_status"] == "running"
+        st = self.state[rts["id"]]
         for u in utts:
             text = (u.text or "").strip()
             if not text:
@@ -87,8 +106,9 @@ class AudioWorker(Worker):
                        captured_at=u.end, processed_at=now(),
                        id=event_id(rts["id"], TRANSCRIPT, "final", round(u.start, 1)) if u.is_final else
                        event_id(rts["id"], TRANSCRIPT, "interim", round(u.start, 1), round(u.end, 2), text))
+            findings = self._redact(rts, st, ev)
             if live:
-                self.p.emit(ev, target_ws=rts["transcript_ws"])
+                self.p.emit(ev, target_ws=rts["transcript_ws"], findings=findings)
                 self.stats["last_event_at"] = ev.emitted_at
             if u.is_final:
                 self.p.indexer.on_final_transcript(rts, ev)
@@ -114,6 +134,7 @@ class AudioWorker(Worker):
         pcm, t0 = decode_audio(sources)
         utts = accurate_pass(pcm, t0)
         old_ids = [r["id"] for r in old]
+        cue = None
         for u in utts:
             if not u.text.strip():
                 continue
@@ -123,10 +144,23 @@ class AudioWorker(Worker):
                        captured_at=u.end, processed_at=now(),
                        data={"accurate_pass": True, "replaces": len(old_ids)},
                        id=event_id(rts["id"], TRANSCRIPT, "accurate", round(u.start, 1)))
-            self.p.emit(ev, target_ws=rts["transcript_ws"])
+            red = self.p.redactor.text(ev.text, "text", spoken=True, after_cue=cue)
+            ev.text, cue = red.text, red.dangling
+            if red.findings:
+                ev.data["redacted"] = sorted({f.label for f in red.findings if f.redacted})
+                # the live pass alerted the moment it heard them; alert only what it missed
+                new = [f for f in red.findings if not self._alerted(rts, f.label, ev.start, ev.end)]
+                if new:
+                    self.p.alerts.secrets(ev, new, rts["transcript_ws"])
+            self.p.emit(ev, target_ws=rts["transcript_ws"], findings=red.findings)
         store = self.ctx.store
         with store.transaction():
             for r in old:
                 store.update("events", "id", r["id"], is_final=0,
                              data={**(dec(r["data"], {}) or {}), "superseded_by": "accurate_pass"})
         self.p.indexer.forget(old_ids)
+
+    def _alerted(self, rts: dict, label: str, start: float, end: float) -> bool:
+        return self.ctx.store.one(
+            "SELECT 1 FROM events WHERE rtstream_id=? AND channel='alert' AND label=? AND start<=? AND \"end\">=?",
+            (rts["id"], label, end + 1.0, start - 1.0)) is not None

@@ -17,6 +17,13 @@ def llm_engine():
     return get_llm()
 
 
+def llm_sees_images(llm) -> bool:
+    """Whether screen frames go to the model with the text: an OpenAI-compatible endpoint (a VLM may read
+    them), unless VDBNB_LLM_IMAGES=0. Frames always leave with the secrets' lines blacked out."""
+    from ...ai import settings
+    return engine_name(llm).startswith("openai-compatible") and settings().llm_images
+
+
 def engine_name(llm) -> str:
     return getattr(llm, "name", None) or getattr(llm, "engine", None) or type(llm).__name__
 

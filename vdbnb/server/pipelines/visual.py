@@ -10,7 +10,7 @@ from ...events import VISUAL_INDEX, Event, event_id
 from ...media.fragments import Fragment
 from ..store import dec, now
 from .base import Worker
-from .indexer import engine_name, llm_engine
+from .indexer import engine_name, llm_engine, llm_sees_images
 
 log = logging.getLogger("vdbnb.server.pipelines.visual")
 OCR_MIN_INTERVAL = 0.9  # seconds of media between two OCR passes on one stream (changes accumulate)
@@ -103,6 +103,7 @@ class VisualWorker(Worker):
         self.last_sig: dict[str, tuple] = {}
         self.seen_gen: dict[str, int] = {}
         self.waiting: dict[str, set] = {}  # rtstream id -> index ids with a change held back by the time gate
+        self.alerted: dict[str, set] = {}  # index id -> fingerprints of the secrets on screen at its last event
 
     def streams(self) -> list[dict]:
         return self.ctx.store.all(
@@ -184,31 +185,53 @@ class VisualWorker(Worker):
         if st.pending:
             st.update(st.last_frame, t, force=True)
         self.seen_gen[key] = st.gen
-        screen_text = st.text()
-        sig = (st.title, st.app, screen_text)
+        # the redaction step, first: what OCR read and the window's title and app are scanned together;
+        # every engine below (LLM, VLM, embedder), the store, search, websockets and webhooks get the
+        # redacted text, and a frame bound for a model has the lines that held a secret blacked out
+        r = self.p.redactor
+        scr = r.screen([(ln.text, ln.box) for ln in st.lines])
+        title = r.text(st.title, "window_title") if st.title else None
+        app = r.text(st.app, "app") if st.app else None
+        findings = scr.findings + (title.findings if title else []) + (app.findings if app else [])
+        title_s, app_s = (title.text if title else None), (app.text if app else None)
+        screen_text = "\n".join(scr.texts)
+        sig = (title_s, app_s, screen_text)
         if last is not None and _same_screen(self.last_sig.get(key), sig):
             return  # pixels moved (or encoder noise) but nothing readable changed
         self.last_sig[key] = sig
-        context = ([f"Active window: {st.title}" + (f" ({st.app})" if st.app else "")] if st.title else [])
+        context = ([f"Active window: {title_s}" + (f" ({app_s})" if app_s else "")] if title_s else [])
         context += [ln for ln in screen_text.splitlines() if ln.strip()]
         if not context:
             self.last_emit[key] = t
             return
-        llm = llm_engine()
-        images = [st.last_frame] if engine_name(llm).startswith("openai-compatible") else None
-        res = llm.complete(idx["prompt"] or "Describe what is on the screen", context, images=images)
-        summary = (getattr(res, "text", None) or str(res)).strip()
-        head = f"{st.title}" + (f" ({st.app})" if st.app else "") if st.title else "Screen"
-        text = f"{head}: {summary}" if summary else head
+        shown = {ln.text: scr.texts[i] for i, ln in enumerate(st.lines)}
+        new_text = [shown.get(x) or r.text(x).text for x in st.new_text[-50:]]
         start = last if last is not None else t
         ev = Event(channel=VISUAL_INDEX, session_id=rts["session_id"], collection_id=rts["collection_id"],
                    rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id="screen", index_id=idx["id"],
-                   text=text, start=start, end=t, engine=getattr(res, "engine", None) or engine_name(llm),
-                   captured_at=t, processed_at=now(), id=event_id(idx["id"], VISUAL_INDEX, round(t, 2)),
-                   data={"window_title": st.title, "app": st.app, "ocr_text": screen_text,
-                         "new_text": st.new_text[-50:], "prompt": idx["prompt"], "index_name": idx["name"],
+                   start=start, end=t, captured_at=t, id=event_id(idx["id"], VISUAL_INDEX, round(t, 2)),
+                   data={"window_title": title_s, "app": app_s, "ocr_text": screen_text,
+                         "new_text": new_text, "prompt": idx["prompt"], "index_name": idx["name"],
                          "source": rts["source_channel_id"]})
-        self.p.emit(ev, target_ws=idx["ws_connection_id"])
+        if findings:
+            ev.data["redacted"] = sorted({f.label for f in findings if f.redacted})
+        # alert the moment a secret appears (once while it stays on screen), before the model sees anything
+        seen = {f.fingerprint for f in findings}
+        new = [f for f in findings if f.fingerprint not in self.alerted.get(key, set())]
+        self.alerted[key] = seen
+        if new:
+            self.p.alerts.secrets(ev, new, idx["ws_connection_id"])
+        llm = llm_engine()
+        images = None
+        if llm_sees_images(llm):
+            images = [r.mask(st.last_frame, scr.boxes)]
+        res = llm.complete(idx["prompt"] or "Describe what is on the screen", context, images=images)
+        summary = (getattr(res, "text", None) or str(res)).strip()
+        head = f"{title_s}" + (f" ({app_s})" if app_s else "") if title_s else "Screen"
+        ev.text = f"{head}: {summary}" if summary else head
+        ev.engine = getattr(res, "engine", None) or engine_name(llm)
+        ev.processed_at = now()
+        self.p.emit(ev, target_ws=idx["ws_connection_id"], findings=findings)
         self.stats["last_event_at"] = ev.emitted_at
         st.new_text = []
         self.last_emit[key] = t

@@ -239,6 +239,9 @@ def test_websocket_tickets_are_single_use_and_short_lived(server_factory):
         try:
             async with websockets.connect(u) as ws:
                 return json.loads(await asyncio.wait_for(ws.recv(), 5)).get("type") == "connected"
+        except websockets.exceptions.InvalidStatus as e:  # refused in the handshake
+            assert e.response.status_code == 403, e
+            return False
         except websockets.exceptions.ConnectionClosed as e:
             assert e.rcvd and e.rcvd.code == 4401, e
             return False

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..private_fs import append_private
+
 log = logging.getLogger("vdbnb.server.lifecycle")
 OWNERS_FILE = "server.owners"
 DEFAULT_IDLE_EXIT_S = 300.0
@@ -61,8 +63,8 @@ def add_owner(data_dir: Path, pid: int | None = None) -> None:
             return
     except OSError:
         pass
-    with open(path, "a") as f:
-        f.write(line)
+    with append_private(path) as f:  # owner-only, like everything in the data dir
+        f.write(line.encode())
 
 
 def live_owners(data_dir: Path) -> list[int]:

@@ -240,10 +240,15 @@ class SearchIndex:
 
     def compact(self) -> None:
         """After a delete: FTS5 keeps deleted terms in old segments until they are merged; the zeroed vector
-        rows reach the files."""
+        rows reach the files, and the WAL is checkpointed."""
         with self._write, self._db() as db:
             db.execute("INSERT INTO segments_fts(segments_fts) VALUES ('optimize')")
         self.flush()
+        with self._write:  # and the WAL frames that held the deleted text go
+            try:
+                self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # a reader holds the WAL: the next checkpoint takes it
+                pass
 
     @staticmethod
     def _ids_of(db: sqlite3.Connection, doc_ids: list[str], with_doc_id: bool = False):

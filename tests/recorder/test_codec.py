@@ -84,7 +84,7 @@ def test_audio_roundtrip_real_mic(rig, tmp_path):
     n = 0
     while time.time() - t0 < len(src) / rate + 1.0:
         b = p.stdout.read(1920)
-        pcm = np.frombuffer(b, np.float32)
+        pcm = np.frombuffer(b, np.int16)   # the worker writes s16le
         frags += fr.add(enc.push(pcm, t0 + n / 48000))
         n += len(pcm)
     player.wait(5)
@@ -229,3 +229,36 @@ def test_long_gop_decoding_skips_a_broken_gop():
     dec = VideoStreamDecoder(lambda a, b: [by_seq[s] for s in range(a, b + 1)])
     got = [(round(p - t0), _bar_index(img)) for p, img in dec.frames(by_seq[3])]
     assert got == [(6, 6), (7, 7)]
+
+
+def test_s16_chunks_of_several_frames_encode_like_float_frames_and_fragments_close_when_full():
+    """The recorder reads 16-bit PCM in chunks of two 60 ms frames (recorder/audio.py): the encoder gives the
+    same packet times for it as for float32 fed one frame at a time, a fragment is handed over as soon as it
+    is full (not when the next chunk arrives), and the per-frame levels of a chunk are the frames' own."""
+    from vdbnb.recorder.audio import FRAME, levels
+
+    t0 = time.time() - 10
+    sig = 0.25 * np.sin(2 * np.pi * 300 * np.arange(FRAME * 20) / 48000)
+    sig[FRAME * 4:FRAME * 5] *= 2.0                           # one louder frame
+    s16 = np.round(sig * 32767).astype(np.int16)
+    ref_enc, enc = AudioEncoder(), AudioEncoder()
+    ref = [p for i in range(0, len(sig), FRAME) for p in ref_enc.push(sig[i:i + FRAME].astype(np.float32),
+                                                                      t0 + i / 48000)]
+    fr = Fragmenter("mic:default", "audio", "opus", enc.codec_info, max_s=0.25)
+    got, frags = [], []
+    for i in range(0, len(s16), 2 * FRAME):
+        pk = enc.push(s16[i:i + 2 * FRAME, None], t0 + i / 48000)
+        assert len(pk) == 2                                   # both frames encoded in the same push
+        got += pk
+        new = fr.add(pk)
+        for f in new:                                         # a full fragment leaves with its last packet
+            assert abs(f.t1 - (pk[-1].pts + pk[-1].dur)) < 1e-3 and f.t1 - f.t0 <= 0.25 + 1e-3
+        frags += new
+    assert [round(p.pts, 6) for p in got] == [round(p.pts, 6) for p in ref]
+    assert len(frags) == 5 and not fr.flush()                 # 20 frames = 5 fragments of 4, none left open
+    for f in frags:
+        check_media(unpack(f.pack()))
+    rms, peak = levels(s16)
+    assert len(rms) == 20
+    assert abs(rms[0] - 0.25 / np.sqrt(2)) < 2e-3 and abs(peak[0] - 0.25) < 2e-3
+    assert abs(rms[4] - 0.5 / np.sqrt(2)) < 2e-3 and abs(peak[4] - 0.5) < 2e-3

@@ -99,12 +99,12 @@ class VideoEncoder:
 
 
 class AudioEncoder:
-    """Opus encoder fed with float32 PCM at 48 kHz; ``push(pcm, t_first_sample)`` → packets (20 ms each).
+    """Opus encoder fed with 48 kHz PCM (float32 in [-1, 1] or int16); ``push(pcm, t_first_sample)`` → packets.
 
     Defaults (measured on speech, see bench/bench_recorder.py): 12 kb/s VBR "voip", 60 ms packets — per-packet
     header bytes dominate at 20 ms (50 packet entries per second of JSON).
     Timestamps follow the sample count from the first pushed sample; the caller re-anchors (``reset_clock``)
-    after a capture discontinuity.
+    after a capture discontinuity. A push of several whole frames encodes them all (one call per chunk).
     """
 
     def __init__(self, channels: int = 1, bitrate: int = 12000, frame_ms: int = 60, application: str = "voip",
@@ -121,18 +121,22 @@ class AudioEncoder:
                        "compression_level": str(complexity)}
         ctx.open()
         self.ctx = ctx
+        self._layout = ctx.layout.name
         self.n = ctx.frame_size or OPUS_RATE * frame_ms // 1000
-        self._buf = np.zeros((0, channels), np.float32)
+        self._buf = np.zeros((0, channels), np.int16)   # samples short of a whole frame
         self._t0: float | None = None        # epoch of the first sample of the encoder's sample counter
         self._samples = 0                    # samples given to the encoder
         self._offset = 0                     # pts offset (samples) for the current anchor
 
     def push(self, pcm: np.ndarray, t: float) -> list[Packet]:
-        pcm = np.asarray(pcm, np.float32)
+        pcm = np.asarray(pcm)
         if pcm.ndim == 1:
             pcm = pcm[:, None]
+        if pcm.dtype != np.int16:
+            pcm = (np.clip(pcm.astype(np.float32, copy=False), -1, 1) * 32767).astype(np.int16)
         if pcm.shape[1] != self.channels:
-            pcm = pcm.mean(axis=1, keepdims=True) if self.channels == 1 else np.repeat(pcm[:, :1], 2, axis=1)
+            pcm = pcm.mean(axis=1, keepdims=True).astype(np.int16) if self.channels == 1 \
+                else np.repeat(pcm[:, :1], 2, axis=1)
         if self._t0 is None:
             self._t0 = t
         else:
@@ -142,25 +146,23 @@ class AudioEncoder:
                 gap = t - expected
                 if gap > 0:  # samples were lost upstream: fill honest silence so pts stay continuous
                     fill = min(int(gap * OPUS_RATE), OPUS_RATE * 5)
-                    self._buf = np.concatenate([self._buf, np.zeros((fill, self.channels), np.float32)])
+                    self._buf = np.concatenate([self._buf, np.zeros((fill, self.channels), np.int16)])
                     if gap > 5:
                         self._t0 += gap - 5
                 else:  # capture clock ran behind: move the anchor
                     self._t0 += gap
-        if not len(self._buf) and len(pcm) == self.n:  # aligned pushes: no copying
-            return self._encode(pcm)
-        self._buf = np.concatenate([self._buf, pcm])
+        if len(self._buf):
+            pcm = np.concatenate([self._buf, pcm])
+        whole = len(pcm) - len(pcm) % self.n
         out: list[Packet] = []
-        while len(self._buf) >= self.n:
-            chunk, self._buf = self._buf[:self.n], self._buf[self.n:]
-            out += self._encode(chunk)
+        for i in range(0, whole, self.n):   # aligned chunks (the recorder's): no copying
+            out += self._encode(pcm[i:i + self.n])
+        self._buf = pcm[whole:].copy() if whole < len(pcm) else pcm[:0]
         return out
 
     def _encode(self, chunk: np.ndarray) -> list[Packet]:
-        s16 = (np.clip(chunk, -1, 1) * 32767).astype(np.int16).T.copy(order="C")
-        if self.channels == 2:
-            s16 = s16.T.reshape(1, -1)
-        f = av.AudioFrame.from_ndarray(s16, format="s16", layout=self.ctx.layout.name)
+        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk).reshape(1, -1), format="s16",
+                                       layout=self._layout)
         f.sample_rate = OPUS_RATE
         f.pts = self._samples
         self._samples += len(chunk)
@@ -169,7 +171,7 @@ class AudioEncoder:
     def flush(self) -> list[Packet]:
         out: list[Packet] = []
         if len(self._buf):
-            pad = np.zeros((self.n - len(self._buf), self.channels), np.float32)
+            pad = np.zeros((self.n - len(self._buf), self.channels), np.int16)
             out += self._encode(np.concatenate([self._buf, pad]))
             self._buf = self._buf[:0]
         try:

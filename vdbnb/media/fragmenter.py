@@ -47,6 +47,10 @@ class Fragmenter:
                 elif self._gop is None:
                     continue  # a GOP must start with a keyframe (cannot happen with our encoder)
             self._pk.append(p)
+            if self.kind == "audio" and (p.pts + 2 * p.dur) - self._pk[0].pts > self.max_s + 1e-6:
+                # full: the next packet would not fit, so cut now instead of when it arrives (a chunk of
+                # several packets would otherwise hold a finished fragment back until the next chunk)
+                out.append(self._cut())
         if meta:
             self._meta.update(meta)
         return out

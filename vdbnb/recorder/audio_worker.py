@@ -1,5 +1,6 @@
 """Per-audio-channel capture process: reads the PulseAudio source named by env ``PULSE_SOURCE`` through
-sounddevice (PortAudio → ALSA ``pulse`` plugin) and writes float32 mono/stereo PCM to stdout.
+sounddevice (PortAudio → ALSA ``pulse`` plugin) and writes 16-bit (s16le) mono/stereo PCM to stdout, one
+``--block`` of samples per write.
 
 PortAudio opens one ``pulse`` device per process, and the plugin picks the source from the process's
 environment, so capturing two different sources needs two processes: this is that process. It exits when the
@@ -20,7 +21,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=int, default=48000)
     ap.add_argument("--channels", type=int, default=1)
-    ap.add_argument("--block", type=int, default=2880)
+    ap.add_argument("--block", type=int, default=5760)
     ap.add_argument("--device", default="pulse")
     ap.add_argument("--stall", type=float, default=2.0, help="exit if no audio for this long (device gone)")
     a = ap.parse_args(argv)
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     threading.Thread(target=watch_stdin, daemon=True).start()
     try:
         dev = a.device if a.device in [d["name"] for d in sd.query_devices()] else None
-        with sd.InputStream(device=dev, samplerate=a.rate, channels=a.channels, dtype="float32",
+        with sd.InputStream(device=dev, samplerate=a.rate, channels=a.channels, dtype="int16",
                             blocksize=a.block, latency="low", callback=cb):
             while not dead.is_set():
                 if time.monotonic() - last[0] > a.stall:

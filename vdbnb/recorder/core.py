@@ -161,7 +161,7 @@ class Recorder:
             src = ScreenSource(info.channel_id, idx, self.tracker, self.emit, self._lost_cb)
         else:
             src = AudioSource(info.channel_id, info.extra["source"], self.emit, self._lost_cb,
-                              backend=self.settings.audio_backend)
+                              backend=self.settings.audio_backend, emit_many=self.proto.emit_many)
             self.watcher.start()
         self.sources[info.channel_id] = src
         return src
@@ -329,5 +329,8 @@ class Recorder:
         """vdbnb extension: counters for benchmarks and tests."""
         s = self.session
         rec = s.stats() if s else {"pipelines": {}, "upload": None, "unacked": None, "acked": None}
+        threads: dict[str, int] = {}
+        for t in threading.enumerate():   # name -> native id: a bench reads each one's CPU in /proc
+            threads[t.name if t.name not in threads else f"{t.name}#{t.native_id}"] = t.native_id
         return {"events": dict(self.proto.counters),
-                "sources": {c: dict(src.stats) for c, src in self.sources.items()}, **rec}
+                "sources": {c: dict(src.stats) for c, src in self.sources.items()}, "threads": threads, **rec}

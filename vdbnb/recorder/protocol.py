@@ -31,19 +31,24 @@ class LineProtocol:
         self._lock = threading.Lock()
         self.counters = {"thumbnail": 0, "audio-level": 0}
 
-    def write(self, msg: dict) -> None:
-        line = PREFIX + json.dumps(msg, separators=(",", ":")) + "\n"
+    def write(self, *msgs: dict) -> None:
+        """Write messages as lines, together (one flush)."""
+        lines = "".join(PREFIX + json.dumps(m, separators=(",", ":")) + "\n" for m in msgs)
         with self._lock:
             try:
-                self.out.write(line)
+                self.out.write(lines)
                 self.out.flush()
             except (BrokenPipeError, ValueError, OSError):
                 pass
 
     def emit(self, event: str, payload: dict) -> None:
+        self.emit_many(event, [payload])
+
+    def emit_many(self, event: str, payloads: list[dict]) -> None:
+        """Several events of one kind at once (the audio levels of a chunk): one write."""
         if event in self.counters:
-            self.counters[event] += 1
-        self.write({"type": "event", "event": event, "payload": payload})
+            self.counters[event] += len(payloads)
+        self.write(*({"type": "event", "event": event, "payload": p} for p in payloads))
 
     async def serve(self, handler: Any, stdin: TextIO, done: asyncio.Event) -> bool:
         """Dispatch commands until ``done`` is set or stdin closes; True when stdin closed first."""

@@ -184,6 +184,7 @@ def test_window_that_appears_mid_recording_never_leaves(rig, server, spool_dir):
     c.on_event(lambda ev: thumbs.append(ev.payload), ["thumbnail"])
     opened = 0
     try:
+        c.start_preview(["display:1"])   # thumbnails come only while a preview is on (a panel watching)
         c.start_session(sid, ["display:1"], spoolDir=str(spool_dir), video={"fps": 4, "max_width": 960},
                         privacy={"exclude_windows": ["secret"]})
         time.sleep(1.5)

@@ -229,11 +229,12 @@ class ScreenSource(_Source):
                 paused = self.paused
                 img, masked = self._mask(img, mon, boxes, paused)
                 frame = None
-                if self.preview or recording:
+                if self.preview:   # thumbnails only while someone watches (a panel's startPreview)
                     frame = self._thumbnail(img if masked else shot.raw, shot, ts, paused)
                 if self._encode_due(ticker.n, shot, ts, (paused, bool(privacy), len(wins), tuple(boxes or ()))):
-                    self._encode(frame if frame is not None else img, ts,
-                                 self._meta(active, mon, paused, title_private))
+                    if frame is None:
+                        frame = self._frame_of(img if masked else shot.raw, shot.width, shot.height)
+                    self._encode(frame, ts, self._meta(active, mon, paused, title_private))
                 if time.time() - last_geo_check > 2.0:
                     last_geo_check = time.time()
                     mon = self._current_monitor(sct, mon)
@@ -243,10 +244,12 @@ class ScreenSource(_Source):
             sct.close()
 
     def _tick_period(self, recording: bool) -> float:
-        """Seconds between grabs: the thumbnail rate, or while recording the encoder's rate with thumbnails
-        (>= 2 fps) riding on it (every ``_enc_every``-th grab is encoded)."""
+        """Seconds between grabs: the thumbnail rate, or while recording the encoder's rate, with a preview's
+        thumbnails (>= 2 fps) riding on it (every ``_enc_every``-th grab is encoded). Without a preview a
+        recording grabs at the encoder's rate only: 1 fps costs half the grabs of 2 fps and no JPEGs."""
         if recording:
-            self._enc_every = max(1, math.ceil(min(self.thumb_fps, 2.0) / self.enc_fps - 1e-9))
+            thumbs = min(self.thumb_fps, 2.0) if self.preview else 0.0
+            self._enc_every = max(1, math.ceil(thumbs / self.enc_fps - 1e-9))
             return 1.0 / (self.enc_fps * self._enc_every)
         return 1.0 / self.thumb_fps
 

@@ -71,6 +71,8 @@ class CapturePanel(PanelResults, PanelPump, anywidget.AnyWidget):
     ``CapturePanel()`` uses the default sources (the recorder once wired, else a local in-kernel preview);
     ``CapturePanel(source=..., events=...)`` takes any :class:`PreviewSource` and :class:`EventSource`
     (or iterable of events; or a callable ``session -> EventSource`` called at start).
+    ``preview=False``: no preview is asked for, so a recorder sends no thumbnails (it makes them only while
+    a preview is on: they cost CPU) and the displays are not reported stale for it; levels still come.
     """
 
     channels = t.List(t.Dict()).tag(sync=True)
@@ -156,9 +158,11 @@ class CapturePanel(PanelResults, PanelPump, anywidget.AnyWidget):
         self._unsubs.append(source.subscribe(self._on_preview))
         if self._event_source is not None:
             self._subscribe_events(self._event_source)
+        self._previewing = False
         if preview and hasattr(source, "start_preview"):
             try:
                 source.start_preview(ids)
+                self._previewing = True
                 self.state = "previewing"
                 self.status = "preview — nothing is recorded until Start"
             except Exception as e:  # noqa: BLE001

@@ -89,6 +89,8 @@ class PanelPump:
             active = set(self.selected) if self.state != "previewing" else {c["channel_id"] for c in self.channels}
             active -= set(self.paused)
             active -= {c["channel_id"] for c in self.channels if c.get("type") == E.KERNEL}  # no previews
+            if not getattr(self, "_previewing", True):   # thumbnails come only with a preview (recorder/screen.py)
+                active -= {c["channel_id"] for c in self.channels if _is_video(c)}
             kinds = {c["channel_id"]: _is_video(c) for c in self.channels}
             with self._lock:
                 seen = dict(self._last_seen)

@@ -34,7 +34,9 @@ root = Path(sys.argv[1])
 t = time.time()
 s = mux_mp4(root / "out.mp4", root / "video", [root / "mic", root / "system_audio"])
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"rss_mb": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": time.time() - t,
+# VmHWM: this process's own peak (ru_maxrss carries the parent's over the fork + exec)
+hwm = int([line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1])
+print(json.dumps({"rss_mb": hwm / 1024, "cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": time.time() - t,
                   "duration": s["duration"], "video_packets": s["video_packets"]}))
 """
 

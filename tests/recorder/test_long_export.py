@@ -10,14 +10,16 @@ import av
 
 from tests.helpers import long_session
 
+# the peak RSS of this process's own memory: VmHWM. Not getrusage's ru_maxrss, which Linux carries over from
+# the parent's memory across the fork/vfork + exec (a pytest process that grew to 450 MB made it 450-490 MB)
 MUX = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from vdbnb.media.mux import mux_mp4
 root = Path(sys.argv[1])
 s = mux_mp4(root / "out.mp4", root / "video", [root / "mic", root / "system_audio"])
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "duration": s["duration"],
-                  "video_packets": s["video_packets"]}))
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1]
+print(json.dumps({"rss_mb": int(hwm) / 1024, "duration": s["duration"], "video_packets": s["video_packets"]}))
 """
 
 

@@ -105,6 +105,12 @@ def speak_16k(text: str, speed: int = 160, voice: str | None = None) -> np.ndarr
     """espeak-ng speech as 16 kHz mono float32, resampled the way the server resamples captured audio (PyAV's
     libswresample, band-limited). Plain linear interpolation would alias the 8-11 kHz content into the band
     Whisper hears, which no capture path does."""
+    return speak(text, speed=speed, voice=voice, rate=16000)
+
+
+def speak(text: str, speed: int = 160, voice: str | None = None, rate: int = 16000) -> np.ndarray:
+    """espeak-ng speech as mono float32 at ``rate`` (48000: what a sound server plays and the recorder
+    captures), resampled with PyAV's libswresample."""
     import subprocess
     import tempfile
     import wave
@@ -116,11 +122,11 @@ def speak_16k(text: str, speed: int = 160, voice: str | None = None) -> np.ndarr
         subprocess.run(["espeak-ng", "-s", str(speed), *(["-v", voice] if voice else []), "-w", f, text],
                        check=True, capture_output=True)
         with wave.open(f) as w:
-            rate = w.getframerate()
+            src = w.getframerate()
             x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
-    rs = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    rs = av.AudioResampler(format="flt", layout="mono", rate=rate)
     fr = av.AudioFrame.from_ndarray(x[None, :], format="flt", layout="mono")
-    fr.sample_rate = rate
+    fr.sample_rate = src
     out = [r.to_ndarray().reshape(-1) for r in [*rs.resample(fr), *rs.resample(None)]]
     return np.concatenate(out).astype(np.float32)
 

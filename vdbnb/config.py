@@ -108,6 +108,9 @@ class Settings:
                               "`base.en`)", "server")
     accurate_pass: bool = _setting("VDBNB_ACCURATE_PASS", True, "after stop, transcribe again with Whisper "
                                    "base (`0`: off)", "server")
+    stt_final_model: str | None = _setting("VDBNB_STT_FINAL_MODEL", None, "a bigger model for live finals "
+                                           "only (`base.en`; interims stay on `VDBNB_STT_MODEL`)", "server",
+                                           shown="`VDBNB_STT_MODEL`")
     stt_threads: int = _setting("VDBNB_STT_THREADS", 2, "CPU threads of speech-to-text", "server")
     embed_threads: int = _setting("VDBNB_EMBED_THREADS", 2, "onnxruntime threads of the embedder", "server")
     ocr_threads: int = _setting("VDBNB_OCR_THREADS", 2, "parallel OCR line recognisers", "server")

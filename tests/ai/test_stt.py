@@ -91,6 +91,16 @@ def test_streaming_interims_then_final_within_bound():
         assert all(v.text for v in before)
 
 
+def test_streaming_final_model_writes_the_finals():
+    sents = SENTENCES[:1]
+    got, _ = _stream(sents, final_model="base.en")
+    finals = [u for u, _ in got if u.is_final]
+    assert [u.engine for u in finals] == ["faster-whisper:base.en"], [(u.text, u.engine) for u, _ in got]
+    assert all(u.engine == "faster-whisper:tiny.en" for u, _ in got if not u.is_final)
+    # a transcript of the speech (accuracy itself is measured by bench/bench_wer.py, not on one sentence)
+    assert wer(sents, [u.text for u in finals]) <= 0.3
+
+
 def test_streaming_caps_long_utterances():
     long_text = " ".join(SENTENCES[:4])  # ~16 s of continuous speech
     got, ends = _stream([long_text], max_utterance_s=6.0, interims=False)

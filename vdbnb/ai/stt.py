@@ -226,6 +226,9 @@ class StreamingTranscriber:
     first interim comes after ``first_interim_s`` of speech.
     Utterances are capped at ``max_utterance_s``. Silence and noise produce no text.
 
+    ``final_model`` decodes finals with a second, bigger model (e.g. ``base.en``; interims stay on ``model``):
+    each final names the engine that wrote it.
+
     Transcription runs on one worker thread: ``feed()`` returns interims when they are ready and blocks only
     when a final is due. ``blocking=True`` computes interims inline instead (deterministic).
     """
@@ -234,7 +237,8 @@ class StreamingTranscriber:
                  neg_threshold: float = 0.35, end_silence_s: float = 0.3, spec_silence_s: float = 0.1,
                  preroll_s: float = 0.2, interim_s: float = 0.7, first_interim_s: float = 0.5,
                  min_speech_s: float = 0.25,
-                 max_utterance_s: float = 15.0, interims: bool = True, blocking: bool = False):
+                 max_utterance_s: float = 15.0, interims: bool = True, blocking: bool = False,
+                 final_model: str | None = None):
         if sample_rate != SAMPLE_RATE:
             raise ValueError("StreamingTranscriber needs 16 kHz audio: resample before feed()")
         from .vad import SileroVAD
@@ -242,6 +246,9 @@ class StreamingTranscriber:
         self.model = model
         self.transcriber = get_transcriber(model)
         self.engine = self.transcriber.engine
+        self.final_transcriber = get_transcriber(final_model) if final_model and final_model != model \
+            else self.transcriber
+        self.final_engine = self.final_transcriber.engine
         self.vad = SileroVAD()
         self.threshold, self.neg_threshold = threshold, neg_threshold
         w = WINDOW / SAMPLE_RATE
@@ -367,11 +374,10 @@ class StreamingTranscriber:
 
     def _submit(self, upto: int, final: bool) -> _Job:
         audio = self._audio(upto)
-        t = self.transcriber
         if final:
-            fut = self._pool.submit(t.transcribe_utterance, audio)
+            fut = self._pool.submit(self.final_transcriber.transcribe_utterance, audio)
         else:
-            fut = self._pool.submit(t.transcribe_fast, audio)
+            fut = self._pool.submit(self.transcriber.transcribe_fast, audio)
         end = self._t_start + min(upto, self._last_speech + 1) * WINDOW / SAMPLE_RATE
         return _Job(fut, self._t_start, end, final)
 
@@ -396,7 +402,7 @@ class StreamingTranscriber:
                 job = self._submit(upto, final=True)
             text = job.future.result()
             if text:
-                out.append(Utterance(text, job.start, job.end, True, self.engine))
+                out.append(Utterance(text, job.start, job.end, True, self.final_engine))
         # keep the trailing silence as pre-roll for the next utterance
         tail = list(zip(self._wins[upto:], range(upto, len(self._wins))))
         t_start = self._t_start

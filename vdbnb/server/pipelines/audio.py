@@ -18,6 +18,7 @@ class AudioWorker(Worker):
         super().__init__(pipes)
         self.state: dict[str, dict] = {}
         self.model = self.ctx.settings.stt_model
+        self.final_model = self.ctx.settings.stt_final_model
         self.accurate = self.ctx.settings.accurate_pass
 
     def streams(self) -> list[dict]:
@@ -29,7 +30,7 @@ class AudioWorker(Worker):
         st = self.state.get(rts["id"])
         if st is None:
             from ...ai.stt import StreamingTranscriber
-            stt = StreamingTranscriber(model=self.model)
+            stt = StreamingTranscriber(model=self.model, final_model=self.final_model)
             self.stats["engine"] = stt.engine
             from ...media.decode import AudioStreamDecoder
             st = self.state[rts["id"]] = {"stt": stt, "flushed": False, "accurate_done": False,

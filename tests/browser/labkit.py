@@ -168,16 +168,19 @@ CAPTURE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 
 
 @contextmanager
-def capture_browser(env: dict, screen: str = "Screen 1", width: int = 1400, height: int = 1000, console=None):
+def capture_browser(env: dict, screen: str = "Screen 1", width: int = 1400, height: int = 1000, console=None,
+                    position: tuple[int, int] = (0, 0)):
     """Chromium headed on the rig's display (``env``: DISPLAY, PULSE_SERVER…) that may capture ``screen``
-    and the microphone; yields (browser, page). ``console``: a list that collects the page's console."""
+    and the microphone; yields (browser, page). ``console``: a list that collects the page's console;
+    ``position``: the window's place on the X screen (x >= 1920: on the rig's display 2)."""
     from playwright.sync_api import sync_playwright
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} missing: apt-get install -y chromium (never `playwright install`)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=False, env={**os.environ, **env},
                               args=CAPTURE_ARGS + [f"--auto-select-desktop-capture-source={screen}",
-                                                   f"--window-size={width},{height}", "--window-position=0,0"])
+                                                   f"--window-size={width},{height}",
+                                                   f"--window-position={position[0]},{position[1]}"])
         try:
             ctx = b.new_context(viewport={"width": width, "height": height - 120}, permissions=["microphone"])
             page = ctx.new_page()

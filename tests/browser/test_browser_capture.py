@@ -43,6 +43,7 @@ SENTENCES = [
 # where the test puts things on screen 1 (the browser window covers x < 1400, y < ~1040)
 WINDOW_AT = (1440, 60)                 # the coloured xterm's top-left corner
 FLASH_PATCH = (slice(720, 1000), slice(1500, 1880))   # rows, cols of bare root window: flashes for A/V
+MASK = {"x": 1500, "y": 400, "w": 380, "h": 200}       # bare root too, blacked out by the page before encoding
 
 
 def rig_env() -> dict:
@@ -180,7 +181,8 @@ def test_browser_records_screen_and_mic_through_the_jupyter_server(rig, server, 
     subprocess.run(["xsetroot", "-solid", "black"], check=True)
     console: list[str] = []
     cell = ("from vdbnb.widgets import CapturePanel, BrowserSource\n"
-            f"panel = CapturePanel(source=BrowserSource(reach='proxy', fps={fps}))   # as for a remote kernel\n"
+            f"panel = CapturePanel(source=BrowserSource(reach='proxy', fps={fps}, privacy={{'exclude_rects': [{MASK}]}}))"
+            "   # as for a remote kernel\n"
             "panel")
     term = None
     with lab_with_panel(tmp_path, server, cell, console) as (lab, page):
@@ -230,6 +232,10 @@ def test_browser_records_screen_and_mic_through_the_jupyter_server(rig, server, 
     lit = [(pts, c) for pts, c in vf if pts > t_flash - 1 and np.abs(c - flash_c).max() < 40]
     assert lit, f"no frame shows the flash: {[(round(p - t_flash, 2), c.round()) for p, c in vf][-20:]}"
     f1 = lit[0][0]
+    # the masked rectangle was flash-coloured on screen too, but never left the page as anything but black
+    masked = [img[MASK["y"]:MASK["y"] + MASK["h"], MASK["x"]:MASK["x"] + MASK["w"]].reshape(-1, 3).mean(axis=0)
+              for pts, img in iter_video_frames(frags["display:1"]) if lit[0][0] <= pts <= lit[-1][0]]
+    assert masked and max(m.max() for m in masked) < 24, f"the masked region is not black: {masked[:3]}"
     pcm, t_audio = decode_audio(frags["mic:default"])
     seg0 = int((t_flash - 1 - t_audio) * 16000)
     env = np.sqrt(np.convolve(pcm[seg0:seg0 + 16000 * 3] ** 2, np.ones(80) / 80, mode="same"))

@@ -1,8 +1,10 @@
 """VP8 and VP9 screens (what the browser recorder sends when it cannot encode H.264) through the real server:
-ingest validation, OCR by the visual pipeline, session export (VP9 copied into the MP4, VP8 re-encoded to
-H.264), a clip, and clear rejections of fragments that are not what they claim."""
+ingest validation, OCR by the visual pipeline, the newest frame (thumbnails, screen_now), session export (VP9
+copied into the MP4, VP8 re-encoded to H.264), a clip, and clear rejections of fragments that are not what
+they claim."""
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import time
@@ -11,6 +13,7 @@ import av
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.helpers import text_image, vpx_fragments, wait_for_value
 from vdbnb.media.check import check_media
@@ -87,6 +90,14 @@ def test_vp9_and_vp8_screens_end_to_end(server):
         return " ".join(f"{e.text} {e.data}" for e in evs) if evs else ""
     assert "INVOICE-4471" in wait_for_value(lambda: "INVOICE-4471" in ocr_text() and ocr_text(), "OCR of the VP9 screen", 90)
 
+    # the newest frame (what a thumbnail or an agent's screen_now shows): VP9 decoded on its continued GOP, VP8
+    win = next(s for s in cap.refresh().get_rtstream("screen") if s.source_channel_id == "display:2")
+    for rts, n in ((tab, 4471), (win, 5582)):
+        fr = rts.get_frame(format="png")
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(fr["image_b64"]))).convert("RGB"))
+        assert img.shape == frames_with(n)[0][0].shape and f"INVOICE-{n}" in fr["ocr_text"], fr["ocr_text"]
+        assert np.abs(img.astype(int) - frames_with(n)[0][0].astype(int)).mean() < 8
+
     post(server, f"/capture/session/{cap.id}/stop", token).raise_for_status()
     done = cap.export(wait=True, timeout=120)
     assert done["export_status"] == "exported", done
@@ -102,7 +113,6 @@ def test_vp9_and_vp8_screens_end_to_end(server):
     assert np.abs(frames[-1].astype(int) - ref.astype(int)).mean() < 6
 
     # the VP8 display's own asset: MP4 cannot carry VP8, so it is H.264, same picture, same duration
-    win = next(s for s in cap.refresh().get_rtstream("screen") if s.source_channel_id == "display:2")
     asset = win.export()
     got = httpx.get(asset["stream_url"], timeout=30, follow_redirects=True)
     assert got.status_code == 200

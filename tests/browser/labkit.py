@@ -204,8 +204,13 @@ def open_notebook(page, lab: Lab, nb: str, timeout: float = 60) -> None:
     }""", timeout=timeout * 1000)
 
 
-def run_all(page) -> None:
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+def run_all(page, wait: bool = True) -> None:
+    """Run all cells. ``wait``: return once every cell has run (run-all's promise); else at once (a notebook
+    that waits for a click in its output would never finish before the click)."""
+    if wait:
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    else:
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
 
 RUN_CELL_JS = """async ([code, timeoutMs, tags]) => {

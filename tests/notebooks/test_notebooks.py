@@ -1,4 +1,7 @@
-"""The tutorial notebooks (notebooks/NN-*.ipynb), executed top to bottom on the rig with nbclient.
+"""The tutorial notebooks (notebooks/NN-*.ipynb), executed top to bottom on the rig with nbclient — or, for a
+notebook whose recorder is the browser (metadata ``vdbnb.runs_in == "browser"``: 08), in JupyterLab in Chromium
+headed on the rig, where the test does the reader's part: it presses ● Start in the panel (the browser's
+picker approves the rig's Screen 1, the page may use the microphone) and lets the notebook run on.
 
 Each notebook runs in a fresh python3 kernel with its own data dir (``VDBNB_DATA_DIR`` = a temp dir), on the
 rig's screens, microphone and system audio; any cell error (including the notebook's own assert cells)
@@ -31,6 +34,14 @@ NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]-*.ipynb"))
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CELL_TIMEOUT = 240
+
+
+def _in_browser(path: Path) -> bool:
+    return (nbformat.read(path, as_version=4).metadata.get("vdbnb") or {}).get("runs_in") == "browser"
+
+
+IN_KERNEL = [p for p in NOTEBOOKS if not _in_browser(p)]
+IN_BROWSER = [p for p in NOTEBOOKS if _in_browser(p)]
 
 
 def _code_cells(nb):
@@ -109,7 +120,7 @@ def _kill(pid: int) -> None:
 @pytest.mark.slow
 @pytest.mark.rig
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", IN_KERNEL, ids=lambda p: p.stem)
 def test_notebook_runs_on_the_rig(rig, path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -151,3 +162,101 @@ def test_notebook_runs_on_the_rig(rig, path, tmp_path, monkeypatch):
     left_tmp = sorted(p for p in kernel_tmp.iterdir() if p.is_dir())
     assert not left_tmp, f"{path.name} left temp folders: {left_tmp}"
     assert elapsed < 300, f"{path.name} took {elapsed:.0f}s; a tutorial should run in 2-3 minutes"
+
+
+# JupyterLab: done when every code cell ran and the kernel is idle, or at the first error output (run-all stops there)
+LAB_PROGRESS_JS = """() => {
+    const w = window.jupyterapp.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+    const cells = w.content.widgets.filter(c => c.model.type === 'code');
+    for (const c of cells) {
+        for (let i = 0; i < c.model.outputs.length; i++) {
+            const o = c.model.outputs.get(i).toJSON();
+            if (o.output_type === 'error') return {error: o.ename + ': ' + o.evalue + '\\n' + (o.traceback || []).join('\\n')};
+        }
+    }
+    const ran = cells.filter(c => c.model.executionCount !== null).length;
+    return {ran, cells: cells.length, idle: !!k && k.status === 'idle'};
+}"""
+
+
+# the panel's cell becomes the active one and is scrolled to (run-all left the last cell active, at the bottom)
+SHOW_PANEL_JS = """async () => {
+    const nb = window.jupyterapp.shell.currentWidget.content;
+    const i = nb.widgets.findIndex(c => c.node.querySelector('.vdbnb-panel'));
+    if (i < 0) return false;
+    nb.activeCellIndex = i;
+    await nb.scrollToItem(i, 'center');
+    nb.widgets[i].node.querySelector('.vdbnb-panel').scrollIntoView({block: 'center'});
+    return true;
+}"""
+
+
+def press_start(page, tries: int = 3) -> None:
+    """The reader's click on ● Start: the browser asks, the rig approves. Run-all has scrolled the notebook to
+    its last cell, so the panel is brought into view first; a click that did not start the page's recorder
+    (the notebook scrolled under the pointer) is made again."""
+    start = page.locator(".vdbnb-panel .vdbnb-start")
+    page.wait_for_selector(".vdbnb-panel .vdbnb-start:not([disabled])", state="attached", timeout=240_000)
+    for _ in range(tries):
+        page.evaluate(SHOW_PANEL_JS)
+        page.wait_for_timeout(500)                          # let the notebook settle where it scrolled to
+        start.click(timeout=20_000)
+        try:
+            page.wait_for_function("() => (document.querySelector('.vdbnb-panel') || {dataset: {}})"
+                                   ".dataset.recorder === 'recording'", timeout=30_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: click again
+            continue
+    raise AssertionError(f"● Start did not start the page's recorder after {tries} clicks")
+
+
+@pytest.mark.slow
+@pytest.mark.rig
+@pytest.mark.browser
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("path", IN_BROWSER, ids=lambda p: p.stem)
+def test_browser_notebook_runs_in_jupyterlab(rig, path, tmp_path, monkeypatch):
+    """Run all in JupyterLab (Chromium headed on the rig); press ● Start once the panel shows, as its text says.
+    Any error output fails (with its traceback); the executed copy is saved in the artifacts."""
+    from tests.browser.labkit import Lab, capture_browser, have_browser_stack, open_notebook, run_all
+    missing = have_browser_stack()
+    if missing:
+        pytest.skip(missing)
+    for var in ("VDBNB_URL", "VDBNB_API_KEY"):                  # always the notebook's own embedded server
+        monkeypatch.delenv(var, raising=False)
+    data_dir = tmp_path / "data"
+    nb_dir = tmp_path / "lab" / "notebooks"                   # `..` of the notebook is not the repo: PYTHONPATH is
+    nb_dir.mkdir(parents=True)
+    shutil.copy(path, nb_dir / path.name)
+    lab = Lab(tmp_path / "lab", env={**rig, "VDBNB_DATA_DIR": str(data_dir)}).start()
+    console: list[str] = []
+    progress: dict = {}
+    t0 = None
+    try:
+        with capture_browser(rig, console=console) as (_b, page):
+            open_notebook(page, lab, f"notebooks/{path.name}", timeout=180)
+            t0 = time.time()
+            run_all(page, wait=False)                          # it waits for the click below
+            press_start(page)
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                progress = page.evaluate(LAB_PROGRESS_JS)
+                if progress.get("error") or (progress["ran"] == progress["cells"] and progress["idle"]):
+                    break
+                time.sleep(1)
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            time.sleep(2)
+    finally:
+        left = lab.stop()
+        out = ARTIFACTS / path.stem
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        shutil.copy(nb_dir / path.name, out / path.name)      # the executed copy, as Lab saved it
+        (out / "console.txt").write_text("\n".join(console))
+        if (data_dir / "server.log").exists():
+            shutil.copy(data_dir / "server.log", out / "server.log")
+    assert not progress.get("error"), f"{path.name} failed:\n{progress['error'][-4000:]}"
+    assert progress.get("ran") == progress.get("cells"), f"{path.name} did not finish: {progress}"
+    print(f"{path.name}: {time.time() - t0:.0f}s after the notebook opened")
+    assert not left, f"{path.name} left processes running after JupyterLab stopped: {left}"

@@ -99,6 +99,21 @@ MIGRATIONS: list = [
     ALTER TABLE webhook_outbox ADD COLUMN dead_at REAL;
     CREATE INDEX outbox_dead ON webhook_outbox(dead_at);
     """,
+    # 6: export jobs (queued by any replica, run where exports run: server/jobs.py)
+    """
+    CREATE TABLE export_jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, session_id TEXT, rtstream_id TEXT,
+                              params TEXT, base_url TEXT, status TEXT NOT NULL, progress REAL DEFAULT 0,
+                              holder TEXT, expires_at REAL, attempts INTEGER DEFAULT 0, result TEXT, error TEXT,
+                              error_code TEXT, created_at REAL, updated_at REAL);
+    CREATE INDEX export_jobs_free ON export_jobs(status, created_at);
+    CREATE INDEX export_jobs_session ON export_jobs(session_id);
+    """,
+    # 7: the batch of final transcripts each prompt-driven audio index is filling (a worker that takes a
+    # stream over goes on with it: pipelines/indexer.py)
+    """
+    CREATE TABLE index_batches (index_id TEXT PRIMARY KEY, rtstream_id TEXT, texts TEXT NOT NULL, start REAL,
+                                "end" REAL, updated_at REAL);
+    """,
 ]
 
 
@@ -119,6 +134,7 @@ class Store:
     dialect = "?"
     rowid = "rowid"      # orders rows of a table by insertion (events, outbox)
     for_update = ""      # appended to a SELECT that must lock the rows it reads until the transaction ends
+    skip_locked = ""     # appended to a SELECT that claims work rows: locks them, skipping rows others locked
     url = ""
 
     # ---- statements (portable SQL, ``?`` placeholders)
@@ -134,6 +150,13 @@ class Store:
     def transaction(self):
         """``with store.transaction():`` — every store call of this thread inside the block is one
         transaction (committed at the end, rolled back on an exception); a nested block joins it."""
+        raise NotImplementedError
+
+    def batch(self, statements: list[tuple[str, Iterable[Any]]]) -> list[list[dict]]:
+        """Run ``(sql, params)`` statements in order as one transaction (joining this thread's, if any) and
+        return each one's rows (a SELECT's, or an ``INSERT/UPDATE … RETURNING``'s; [] for the others). On
+        PostgreSQL they travel in one round trip (pipeline mode): a hot path such as ingest pays one network
+        wait, not one per statement. A statement reads what the earlier ones wrote."""
         raise NotImplementedError
 
     def try_lock(self, name: str) -> "RoleLock | None":
@@ -250,6 +273,14 @@ class SQLiteStore(Store):
     def all(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
         with self._lock:
             return [dict(r) for r in self.db.execute(sql, tuple(params)).fetchall()]
+
+    def batch(self, statements: list[tuple[str, Iterable[Any]]]) -> list[list[dict]]:
+        with self.transaction():
+            out = []
+            for sql, params in statements:
+                cur = self.db.execute(sql, tuple(params))
+                out.append([dict(r) for r in cur.fetchall()] if cur.description else [])
+            return out
 
     @contextmanager
     def transaction(self) -> Iterator["SQLiteStore"]:

@@ -69,6 +69,7 @@ class PostgresStore(Store):
     dialect = "postgresql"
     rowid = "rowid_seq"
     for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, max_size: int = 16):
         try:
@@ -149,6 +150,21 @@ class PostgresStore(Store):
             finally:
                 self._tx.conn = None
 
+    def batch(self, statements: list[tuple[str, Iterable[Any]]]) -> list[list[dict]]:
+        conn = self._conn()
+        if conn is not None:  # inside this thread's transaction: pipelined within it
+            return self._pipelined(conn, statements)
+        with self.pool.connection() as conn:
+            # the statements up to the pipeline's one Sync are one implicit transaction (all or nothing),
+            # sent together and answered together: one round trip
+            return self._pipelined(conn, statements)
+
+    @staticmethod
+    def _pipelined(conn, statements) -> list[list[dict]]:
+        with conn.pipeline():
+            curs = [conn.execute(pg_sql(q), _params(p)) for q, p in statements]
+        return [c.fetchall() if c.description else [] for c in curs]
+
     def try_lock(self, name: str) -> RoleLock | None:
         import psycopg
         conn = psycopg.connect(self.url, autocommit=True, **KEEPALIVE)
@@ -161,17 +177,45 @@ class PostgresStore(Store):
         if not got:
             conn.close()
             return None
-
-        def release():
-            try:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-            finally:
-                conn.close()
-
-        return RoleLock(name, release, alive=lambda: not conn.closed and not conn.broken)
+        return PgRoleLock(name, conn, key)
 
     def close(self) -> None:
         self.pool.close()
+
+
+class PgRoleLock(RoleLock):
+    """A role held as a session advisory lock on a connection of its own, with a heartbeat: a thread asks the
+    connection every ``HEARTBEAT_S``, so that a holder whose session ended (PostgreSQL restarted, the backend
+    was terminated, the network dropped) knows within a heartbeat, not at its next use of the role."""
+
+    HEARTBEAT_S = 1.0
+
+    def __init__(self, name: str, conn, key: int):
+        self._conn, self._key = conn, key
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        super().__init__(name, self._unlock, alive=lambda: not self._lost.is_set())
+        self._beat = threading.Thread(target=self._heartbeat, name=f"vdbnb-role-{name}", daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.HEARTBEAT_S):
+            try:
+                self._conn.execute("SELECT 1")
+            except Exception as e:  # the session, and with it the lock, is gone
+                if not self._stop.is_set():
+                    log.warning("role %s lost: its database session ended (%s)", self.name, e)
+                    self._lost.set()
+                    self._conn.close()
+                return
+
+    def _unlock(self) -> None:
+        self._stop.set()
+        try:
+            if not self._lost.is_set():
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        finally:
+            self._conn.close()
 
 
 def _safe(url: str) -> str:

@@ -75,8 +75,10 @@ class Worker:
     def _pass(self) -> None:
         depth = 0
         leases = self.p.leases
-        for rts in self.streams():
-            if not leases.claim(rts["id"], self.name):  # another worker serves this stream
+        streams = self.streams()
+        held = leases.claim(self.name, [r["id"] for r in streams])
+        for rts in streams:
+            if rts["id"] not in held:  # another worker serves this stream
                 self.forget(rts["id"])
                 continue
             cur = self.position(rts)

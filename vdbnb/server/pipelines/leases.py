@@ -1,8 +1,11 @@
 """Leases on AI work, per stream and pipeline: of all the workers sharing the store, one processes a stream.
 
-A lease is a row of ``stream_leases`` (holder, expiry). A worker claims a stream whose lease is free or
-expired, renews what it holds every ``lease_s / 3`` seconds (``VDBNB_LEASE_S``) from a thread of its own (so
-a long step such as an accurate pass keeps it), and gives it up on stop. A worker that dies stops renewing: its leases expire
+A lease is a row of ``stream_leases`` (holder, expiry). On each pass a worker claims, in one statement, the
+streams it has work for whose lease is free or expired (or already its own): the rows are locked with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers claiming at the same moment skip each other's rows instead
+of queueing behind them, and the ``UPDATE`` re-checks holder and expiry on the row it locked, so a lease has one
+holder. It renews what it holds every ``lease_s / 3`` seconds (``VDBNB_LEASE_S``, one statement for all of
+them) from a thread of its own (so a long step such as an accurate pass keeps it), and gives them up on stop. A worker that dies stops renewing: its leases expire
 after ``lease_s`` and another worker claims them, resuming from the persisted cursor. Cursors are advanced
 only by the holder (:meth:`Leases.advance`), in the same statement that checks the lease.
 """
@@ -38,23 +41,32 @@ class Leases:
             self.store.execute("DELETE FROM stream_leases WHERE rtstream_id=? AND pipeline=? AND holder=?",
                                (rid, pipe, self.holder))
 
-    def claim(self, rtstream_id: str, pipeline: str) -> bool:
-        """Hold (or keep holding) the lease on this stream's ``pipeline`` work. False: another worker has it."""
+    def claim(self, pipeline: str, rtstream_ids: list[str]) -> set[str]:
+        """Hold (or keep holding) the ``pipeline`` lease of each stream that no other worker holds; returns the
+        streams held now (the others belong to live workers)."""
+        if not rtstream_ids:
+            return set()
         t = now()
-        got = self.store.execute(
-            "INSERT INTO stream_leases (rtstream_id, pipeline, holder, expires_at, acquired_at) VALUES (?,?,?,?,?) "
-            "ON CONFLICT (rtstream_id, pipeline) DO UPDATE SET holder=excluded.holder, "
-            "expires_at=excluded.expires_at, acquired_at=CASE WHEN stream_leases.holder=excluded.holder THEN "
-            "stream_leases.acquired_at ELSE excluded.acquired_at END "
-            "WHERE stream_leases.holder=excluded.holder OR stream_leases.expires_at < ?",
-            (rtstream_id, pipeline, self.holder, t + self.lease_s, t, t)).rowcount > 0
+        qs = ",".join("?" for _ in rtstream_ids)
+        free = "(holder=? OR expires_at < ?)"
+        res = self.store.batch([
+            *(("INSERT INTO stream_leases (rtstream_id, pipeline, holder, expires_at, acquired_at) VALUES "
+               "(?,?,'',0,?) ON CONFLICT DO NOTHING", (rid, pipeline, t)) for rid in rtstream_ids),
+            (f"UPDATE stream_leases SET holder=?, expires_at=?, acquired_at=CASE WHEN holder=? THEN acquired_at "
+             f"ELSE ? END WHERE pipeline=? AND rtstream_id IN (SELECT rtstream_id FROM stream_leases WHERE "
+             f"pipeline=? AND rtstream_id IN ({qs}) AND {free}{self.store.skip_locked}) AND {free} "
+             f"RETURNING rtstream_id",
+             (self.holder, t + self.lease_s, self.holder, t, pipeline, pipeline, *rtstream_ids, self.holder, t,
+              self.holder, t))])
+        got = {r["rtstream_id"] for r in res[-1]}
         with self._lock:
-            if got:
-                if (rtstream_id, pipeline) not in self.held:
-                    log.info("%s: took the %s lease on %s", self.holder, pipeline, rtstream_id)
-                self.held.add((rtstream_id, pipeline))
-            else:
-                self.held.discard((rtstream_id, pipeline))
+            for rid in rtstream_ids:
+                if rid in got:
+                    if (rid, pipeline) not in self.held:
+                        log.info("%s: took the %s lease on %s", self.holder, pipeline, rid)
+                    self.held.add((rid, pipeline))
+                else:
+                    self.held.discard((rid, pipeline))
         return got
 
     def holds(self, rtstream_id: str, pipeline: str) -> bool:
@@ -99,17 +111,20 @@ class Leases:
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.lease_s / 3):
             with self._lock:
+                if not self.held:
+                    continue
+            try:
+                rows = self.store.all("UPDATE stream_leases SET expires_at=? WHERE holder=? "
+                                      "RETURNING rtstream_id, pipeline", (now() + self.lease_s, self.holder))
+            except Exception:
+                log.exception("lease renewal failed")
+                continue
+            kept = {(r["rtstream_id"], r["pipeline"]) for r in rows}
+            with self._lock:
                 held = list(self.held)
             for rid, pipe in held:
-                try:
-                    t = now()
-                    ok = self.store.execute("UPDATE stream_leases SET expires_at=? WHERE rtstream_id=? AND "
-                                            "pipeline=? AND holder=?", (t + self.lease_s, rid, pipe,
-                                                                        self.holder)).rowcount > 0
-                    if not ok:
-                        self._lost(rid, pipe)
-                except Exception:
-                    log.exception("lease renewal failed")
+                if (rid, pipe) not in kept:  # taken over meanwhile (this process stalled past the expiry)
+                    self._lost(rid, pipe)
 
     def health(self) -> dict:
         with self._lock:

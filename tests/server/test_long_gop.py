@@ -49,7 +49,7 @@ def test_clip_from_the_middle_of_a_long_gop(server, tmp_path):
     # 20.4 s lies in the 4th fragment (18..24 s), 20 s after the keyframe
     d = httpx.get(f"{server.url}/rtstream/{rid}/stream", params={"start": t0 + 20.4, "end": t0 + 22.5},
                   headers=h).json()["data"]
-    r = httpx.get(d["stream_url"], timeout=60)
+    r = httpx.get(d["stream_url"], timeout=60, follow_redirects=True)  # S3: a redirect to a presigned URL
     assert r.status_code == 200, r.text
     (tmp_path / "clip.mp4").write_bytes(r.content)
     with av.open(str(tmp_path / "clip.mp4")) as c:

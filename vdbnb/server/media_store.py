@@ -38,6 +38,10 @@ class MediaError(OSError):
 class MediaStore:
     kind = "?"
     location = ""
+    # a remote store whose PUT is a network wait: ingest starts the PUT before the database has said the
+    # fragment is new (overlapping the two), so fragment keys carry a hash of the bytes: a write can never
+    # replace a stored fragment with other bytes
+    early_writes = False
 
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` durably under ``key`` (returns only once it is stored)."""
@@ -154,6 +158,7 @@ class S3MediaStore(MediaStore):
     """Objects in an S3-compatible bucket (AWS, SeaweedFS, MinIO, Ceph …), addressed path-style."""
 
     kind = "s3"
+    early_writes = True
 
     def __init__(self, url: str, scratch_dir: Path, scratch_max_bytes: int = SCRATCH_MAX_BYTES,
                  presign_ttl: int = 3600):

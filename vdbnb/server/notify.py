@@ -47,6 +47,11 @@ class Notifier:
     def poke(self, topic: str, payload: str = "") -> None:
         raise NotImplementedError
 
+    def poke_statement(self, topic: str, payload: str = "") -> tuple[str, tuple] | None:
+        """The poke as a statement to run in the writer's transaction (delivered when it commits), or None
+        when this notifier pokes in process (then call :meth:`poke` after the commit)."""
+        return None
+
     def start(self) -> None:
         pass
 
@@ -82,7 +87,10 @@ class PgNotifier(Notifier):
         self.store.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, ev.id))
 
     def poke(self, topic: str, payload: str = "") -> None:
-        self.store.execute("SELECT pg_notify(?, ?)", (POKE_CHANNEL, f"{topic}:{payload}"))
+        self.store.execute(*self.poke_statement(topic, payload))
+
+    def poke_statement(self, topic: str, payload: str = "") -> tuple[str, tuple]:
+        return "SELECT pg_notify(?, ?)", (POKE_CHANNEL, f"{topic}:{payload}")
 
     def start(self) -> None:
         if self._thread is None:

@@ -19,7 +19,7 @@ def _cmd_serve(a) -> int:
     settings = a.settings.replace(ai_enabled=False) if a.no_ai else a.settings
     if settings.role not in ("all", "api"):
         print(f"--role {settings.role}: use all (API, AI pipelines and exports in one process) or api (the AI "
-              "runs in `vdbnb worker`)", file=sys.stderr)
+              "and exports run in `vdbnb worker`)", file=sys.stderr)
         return 2
     serve(settings, a.log_level, exit_with_owners=a.exit_with_owners, idle_exit_s=a.idle_exit or None)
     return 0
@@ -298,11 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "seconds with no request, websocket, recorder or live session (0: never; vdbnb.connect()'s "
                    "embedded server uses $VDBNB_IDLE_EXIT_S, default 300)")
     s.add_argument("--role", default=None, help="all: API + AI pipelines + exports in this process; api: the API "
-                   "only, the AI runs in `vdbnb worker` processes sharing the same --database-url (default: "
+                   "only, the AI and exports run in `vdbnb worker` processes sharing the same --database-url (default: "
                    "$VDBNB_ROLE, else all)")
     _scale_args(s)
     s.set_defaults(fn=_cmd_serve)
-    w = sub.add_parser("worker", help="run the AI pipelines beside `vdbnb serve --role api` replicas "
+    w = sub.add_parser("worker", help="run the AI pipelines and exports beside `vdbnb serve --role api` replicas "
                        "(shared PostgreSQL store and S3 media; docs/scale-out.md)", formatter_class=Fmt)
     w.add_argument("--host", dest="worker_host", default="127.0.0.1", help="where /health is served")
     w.add_argument("--port", dest="worker_port", type=int, default=0,

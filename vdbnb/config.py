@@ -98,7 +98,7 @@ class Settings:
                                      " (credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`)", "server",
                                      shown="files in the data dir")
     role: str = _setting("VDBNB_ROLE", "all", "what `vdbnb serve` runs: `all` (API, AI pipelines, exports) or "
-                         "`api` (the AI runs in `vdbnb worker`)", "server")
+                         "`api` (the AI and exports run in `vdbnb worker`)", "server")
     scratch_max_mb: int = _setting("VDBNB_SCRATCH_MAX_MB", 2048, "local copies of S3 media one process keeps",
                                    "server")
     lease_s: float = _setting("VDBNB_LEASE_S", 10.0, "a worker that stops renewing its lease on a stream "
@@ -229,6 +229,11 @@ class Settings:
             return {"engine": "llama.cpp", "path": self.llm_gguf, "remote": False,
                     "sends": "nothing leaves this machine"}
         return {"engine": "offline-extractive", "remote": False, "sends": "nothing leaves this machine"}
+
+    @property
+    def runs_exports(self) -> bool:
+        """This process runs export jobs (roles ``all`` and ``worker``; an ``api`` replica queues them)."""
+        return self.role in ("all", "worker")
 
     @property
     def spool_root(self) -> Path:

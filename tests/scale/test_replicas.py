@@ -1,5 +1,6 @@
 """Two api replicas on one PostgreSQL + S3: the unmodified official videodb==0.5.1 SDK runs the backend flow
-against replica B while the session is driven (R1, media, stop) through replica A, and a worker does the AI."""
+against replica B while the session is driven (R1, media, stop) through replica A; a worker does the AI and
+the export, whose progress a poll on either replica sees."""
 from __future__ import annotations
 
 import asyncio
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow
 def test_official_sdk_on_one_replica_session_through_another(cluster):
     a = cluster.replica("a")
     b = cluster.replica("b")
+    worker = cluster.worker("w")
     hooks = WebhookReceiver().start()
     loop = asyncio.new_event_loop()
     try:
@@ -67,14 +69,27 @@ def test_official_sdk_on_one_replica_session_through_another(cluster):
         assert r.status_code == 200
         assert wait_until(lambda: conn.get_capture_session(cap.id).status == "stopped", 10)
 
-        # export through B: the MP4 is written back to the bucket and served by a presigned URL (Range works)
+        # export through B, polled on A and B: the worker (not a replica) muxes it, its progress is in the store;
+        # the MP4 is written back to the bucket and served by a presigned URL (Range works)
         deadline = time.time() + 120
+        polls = []
         while True:
             res = conn.get_capture_session(cap.id).export()
+            polls.append(res)
+            on_a = httpx.post(f"{a.url}/collection/default/capture/session/{cap.id}/export", headers=a.headers(),
+                              json={}).json()["data"]
+            polls.append(on_a)
             if res.get("export_status") == "exported" or time.time() > deadline:
                 break
             time.sleep(0.5)
         assert res["export_status"] == "exported", res
+        assert all(p["export_status"] in ("exporting", "exported") for p in polls), polls
+        assert all(0.0 <= p["progress"] <= 1.0 for p in polls), polls
+        assert on_a["export_status"] == "exported" and on_a["video_id"] == res["video_id"]  # A sees B's export
+        assert worker.health()["exports"]["done"] >= 1
+        for rep in (a, b):  # the replicas queued it, they did not run it
+            assert httpx.get(rep.url + "/health").json()["data"]["exports"] == {
+                "running": False, "current": None, "done": 0, "failed": 0, "lost": 0}
         r = httpx.get(res["stream_url"], follow_redirects=True)
         assert r.status_code == 200 and r.content[4:8] == b"ftyp"
         assert r.history and r.history[0].status_code == 307  # served by the bucket, not by a replica

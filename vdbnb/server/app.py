@@ -122,6 +122,7 @@ def process_health(ctx: Context) -> dict:
     return {"pipelines": pipelines_health(ctx),
             "leases": p.leases.health() if p is not None and getattr(p, "running", False) else None,
             "webhook_dispatcher": ctx.outbox.dispatching,
+            "exports": ctx.jobs.health(),
             "ingest_links": sum(ctx.ingest.connections.values())}
 
 
@@ -144,11 +145,14 @@ def create_app(settings: Settings) -> FastAPI:
         retention = asyncio.create_task(purge_loop(ctx))  # expired tokens/tickets, old webhooks, retention_days
         if ctx.pipelines is not None and settings.runs_pipelines:
             ctx.pipelines.start()
+        if settings.runs_exports:
+            ctx.jobs.start()
         try:
             yield
         finally:
             wd.cancel()
             retention.cancel()
+            await asyncio.to_thread(ctx.jobs.stop)
             if ctx.pipelines is not None:
                 ctx.pipelines.stop()
             await ctx.outbox.stop()
@@ -198,6 +202,7 @@ def create_app(settings: Settings) -> FastAPI:
                                           "webhooks_pending": ctx.outbox.pending(),
                                           "webhook_dispatcher": ctx.outbox.dispatching,
                                           "webhooks_dead": ctx.outbox.dead(),
+                                          "exports": ctx.jobs.health(),
                                           "ingest_links": sum(ctx.ingest.connections.values()),
                                           "backends": ctx.backends()}}
 

@@ -15,8 +15,10 @@ from ..private_fs import private_dir, tighten_sqlite
 from ..redaction import Redactor, set_redactor
 from .auth import Auth, Principal
 from .bus import EventBus
+from .exports import export_runners
 from .hub import Hub
 from .ingest import Ingest
+from .jobs import Jobs
 from .kernel import KernelEvents
 from .media_store import open_media_store
 from .media_urls import MediaSigner
@@ -49,6 +51,8 @@ class Context:
         self.sessions = Sessions(self.store, self.bus)
         self.ingest = Ingest(self.store, self.sessions, self.media)
         self.ingest.notifier = self.notifier
+        # export work: queued here, run where exports run (role all, `vdbnb worker`): jobs.py
+        self.jobs = Jobs(self.store, self.notifier, self.process_id, settings.lease_s, export_runners(self))
         self.kernel = KernelEvents(self)   # cell fragments -> cell events
         self.ingest.listeners.append(self.kernel.on_fragment)
         self.exports_dir = self.data_dir / "exports"

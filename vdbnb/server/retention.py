@@ -34,7 +34,7 @@ def delete_session(ctx, session_id: str, collection_id: str | None = None) -> di
         raise conflict(f"capture session {session_id} is {r['status']!r}: stop it before deleting it "
                        "(CaptureClient.stop_session(), or POST capture/session/{id}/stop).", "SESSION_RECORDING")
     from .exports import export_running
-    if export_running(session_id):
+    if export_running(ctx, session_id):
         raise conflict(f"capture session {session_id} is being exported: delete it when the export ends.",
                        "EXPORT_RUNNING")
     st = ctx.store
@@ -51,6 +51,8 @@ def delete_session(ctx, session_id: str, collection_id: str | None = None) -> di
         counts["fragments"] = _del(tx, "fragments", "rtstream_id", rts)
         _del(tx, "pipeline_cursors", "rtstream_id", rts)
         _del(tx, "stream_leases", "rtstream_id", rts)
+        _del(tx, "index_batches", "rtstream_id", rts)  # final transcripts an audio index was collecting
+        tx.execute("DELETE FROM export_jobs WHERE session_id=?", (session_id,))
         counts["videos"] = _del(tx, "videos", "id", [v["id"] for v in videos])
         counts["webhooks"] = tx.execute("DELETE FROM webhook_outbox WHERE session_id=?", (session_id,)).rowcount
         counts["rtstreams"] = tx.execute("DELETE FROM rtstreams WHERE session_id=?", (session_id,)).rowcount

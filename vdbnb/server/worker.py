@@ -1,4 +1,5 @@
-"""`vdbnb worker`: the AI pipelines (transcripts, indexes, alerts, search documents) of every stream, beside
+"""`vdbnb worker`: the AI pipelines (transcripts, indexes, alerts, search documents) of every stream and the
+exports (session and stream exports, clips: server/jobs.py), beside
 any number of `vdbnb serve --role api` replicas sharing the same store and media (docs/scale-out.md).
 
 Streams are shared out between workers by leases (pipelines/leases.py); a worker is also a candidate for the
@@ -44,11 +45,13 @@ def create_worker_app(settings: Settings):
         await asyncio.to_thread(ctx.notifier.start)
         ctx.outbox.start()
         ctx.pipelines.start()
+        ctx.jobs.start()
         task = asyncio.create_task(beat())
         try:
             yield
         finally:
             task.cancel()
+            await asyncio.to_thread(ctx.jobs.stop)
             ctx.pipelines.stop()
             await ctx.outbox.stop()
             ctx.notifier.stop()

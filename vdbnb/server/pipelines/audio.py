@@ -38,12 +38,32 @@ class AudioWorker(Worker):
         return st
 
     def process(self, rts: dict, frag: Fragment) -> None:
+        fresh = rts["id"] not in self.state
         st = self._st(rts)
+        if fresh and frag.seq > 0:
+            self._prime(rts, st, frag.seq - 1)
         # media after a pass over a stopped session: it was stopped by the server (a recorder silent for the
         # grace period, since resumed) or a spool drained late: the accurate pass runs again at the next stop
         st["flushed"] = st["accurate_done"] = False
         pcm, t0 = st["decoder"].decode(frag)
         self._handle(rts, st["stt"].feed(pcm, t0))
+
+    def _prime(self, rts: dict, st: dict, seq: int) -> None:
+        """A stream taken up after its cursor (a restart, or a takeover from a dead worker): the fragment before
+        is decoded and heard first, its results dropped (they were stored by whoever moved the cursor past it),
+        so that the decoder and the voice-activity state match what the previous worker had: the utterances
+        that follow get the same times, hence the same event ids."""
+        try:
+            prev = self.ctx.ingest.load_range(rts["id"], seq, seq)
+            if prev:
+                pcm, t0 = st["decoder"].decode(prev[0])
+                for u in st["stt"].feed(pcm, t0):
+                    # a final ending in a cue ("... my password is") makes the next utterance the secret
+                    if u.is_final and (u.text or "").strip():
+                        st["cue"] = self.p.redactor.text(u.text.strip(), "text", spoken=True,
+                                                         after_cue=st.get("cue")).dangling
+        except Exception:
+            log.exception("priming %s on seq %s failed; going on without", rts["id"], seq)
 
     def commit_point(self, rts: dict, seq: int) -> int | None:
         # the cursor moves only between utterances: a worker that takes the stream over resumes where no
@@ -105,8 +125,10 @@ class AudioWorker(Worker):
                        rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id=rts["channel_id"],
                        text=text, is_final=bool(u.is_final), start=u.start, end=u.end, engine=u.engine,
                        captured_at=u.end, processed_at=now(),
+                       # ids from media times alone: a worker that re-hears the utterance (a takeover) emits its
+                       # interims and final under the same ids, whatever text its pass produced
                        id=event_id(rts["id"], TRANSCRIPT, "final", round(u.start, 1)) if u.is_final else
-                       event_id(rts["id"], TRANSCRIPT, "interim", round(u.start, 1), round(u.end, 2), text))
+                       event_id(rts["id"], TRANSCRIPT, "interim", round(u.start, 1), round(u.end, 1)))
             findings = self._redact(rts, st, ev)
             if live:
                 self.p.emit(ev, target_ws=rts["transcript_ws"], findings=findings)

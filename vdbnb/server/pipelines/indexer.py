@@ -6,7 +6,7 @@ import re
 import threading
 
 from ...events import AUDIO_INDEX, CELL, KERNEL, TRANSCRIPT, VISUAL_INDEX, Event, event_id
-from ..store import dec, now
+from ..store import _enc, dec, now
 
 log = logging.getLogger("vdbnb.server.pipelines.indexer")
 SEARCHABLE = {TRANSCRIPT: "transcript", AUDIO_INDEX: "audio_index", VISUAL_INDEX: "visual_index", KERNEL: CELL}
@@ -32,7 +32,6 @@ class Indexer:
     def __init__(self, pipes):
         self.p = pipes
         self.ctx = pipes.ctx
-        self.batches: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._embeddings_missing: list[str] | None = None
 
@@ -86,12 +85,27 @@ class Indexer:
         for idx in idxs:
             self.add_to_index(idx, ev, rts)
 
+    def _batch(self, index_id: str) -> dict:
+        """The final transcripts an audio index is collecting, as stored (``index_batches``): a worker that
+        takes the stream over goes on with the batch the previous one was filling."""
+        r = self.ctx.store.one("SELECT texts FROM index_batches WHERE index_id=?", (index_id,))
+        items = dec(r["texts"], []) if r else []
+        return {"items": items, "texts": [it["text"] for it in items],
+                "start": items[0]["start"] if items else None, "end": items[-1]["end"] if items else None}
+
     def add_to_index(self, idx: dict, ev: Event, rts: dict) -> None:
         with self._lock:
-            b = self.batches.setdefault(idx["id"], {"texts": [], "start": None, "end": None})
+            b = self._batch(idx["id"])
+            if any(abs(it["start"] - ev.start) < 0.05 for it in b["items"]):
+                return  # heard again by a worker that took the stream over: it is in the batch already
+            item = {"text": ev.text, "start": ev.start, "end": ev.end}
+            b["items"].append(item)
             b["texts"].append(ev.text)
-            b["start"] = ev.start if b["start"] is None else b["start"]
+            b["start"] = b["items"][0]["start"]
             b["end"] = ev.end
+            self.ctx.store.upsert("index_batches", {"index_id": idx["id"], "rtstream_id": rts["id"],
+                                                    "texts": b["items"], "start": b["start"], "end": b["end"],
+                                                    "updated_at": now()}, key=("index_id",))
             full = self._full(idx, b)
         if full:
             self.flush_index(idx, rts)
@@ -117,14 +131,17 @@ class Indexer:
             self.flush_index(idx, rts)
 
     def flush_index(self, idx: dict, rts: dict) -> None:
+        """Summarise the batch into one ``audio_index`` event (its id from the index and the batch's start: a
+        flush repeated after a takeover stores it once), then empty the batch."""
         with self._lock:
-            b = self.batches.pop(idx["id"], None)
-        if not b or not b["texts"]:
+            b = self._batch(idx["id"])
+        if not b["texts"]:
             return
         llm = llm_engine()
         res = llm.complete(idx["prompt"] or "Summarise what was said", b["texts"])
         text = (getattr(res, "text", None) or str(res)).strip()
         if not text:
+            self._drop_batch(idx["id"], b)
             return
         ev = Event(channel=AUDIO_INDEX, session_id=rts["session_id"], collection_id=rts["collection_id"],
                    rtstream_id=rts["id"], rtstream_name=rts["name"], channel_id=rts["channel_id"],
@@ -133,3 +150,15 @@ class Indexer:
                    id=event_id(idx["id"], AUDIO_INDEX, round(b["start"], 1)),
                    data={"prompt": idx["prompt"], "index_name": idx["name"], "source_text": " ".join(b["texts"])})
         self.p.emit(ev, target_ws=idx["ws_connection_id"])
+        self._drop_batch(idx["id"], b)
+
+    def _drop_batch(self, index_id: str, b: dict) -> None:
+        """Remove the summarised items from the stored batch; finals added since it was read stay."""
+        last = b["items"][-1]["start"]
+        with self._lock:
+            rest = [it for it in self._batch(index_id)["items"] if it["start"] > last + 0.05]
+            if not rest:
+                self.ctx.store.execute("DELETE FROM index_batches WHERE index_id=?", (index_id,))
+                return
+            self.ctx.store.execute('UPDATE index_batches SET texts=?, start=?, "end"=?, updated_at=? WHERE index_id=?',
+                                   (_enc(rest), rest[0]["start"], rest[-1]["end"], now(), index_id))

@@ -2,6 +2,12 @@
 
     python bench/bench_scale.py                       # 8 recorders x 15 s, 20,000 search segments
     python bench/bench_scale.py --recorders 16 --seconds 30 --segments 100000
+    git archive <rev> | tar -x -C /tmp/before && python bench/bench_scale.py --before /tmp/before --skip-search
+                                                      # ... the same ingest, servers from another checkout too
+
+Per fragment (one process, no websocket): ``Context`` + ``Ingest.accept`` for ``--per-fragment`` audio fragments
+one after the other, on each backend: ms per fragment and the SQL statements PostgreSQL ran per fragment
+(pg_stat_statements).
 
 Ingest: for each backend a real `vdbnb serve --no-ai` (and, for PostgreSQL + S3, a second api replica taking
 half of the recorders), fed by N recorders each pushing pre-encoded fragments (one 1080p H.264 GOP of 2 s, four
@@ -114,6 +120,66 @@ def ingest(replicas: list, recorders: int, seconds: float, tpl) -> dict:
             "media_s_per_s": recorders * seconds / wall}
 
 
+def per_fragment_child(backend: str, n: int, env_json: str, code: str) -> None:
+    """In a child process (whose ``vdbnb`` comes from ``code``, another checkout, when given): time
+    ``Ingest.accept`` for n audio fragments on one backend; prints a JSON line."""
+    import os
+    env = json.loads(env_json)
+    os.environ.update(env)
+    if code:  # ahead of this tree (which the module's top put first on sys.path)
+        sys.path.insert(0, code)
+    from tests.reliability.simrec import Templates, restamp
+    from vdbnb.config import Settings
+    from vdbnb.server.context import Context
+    work = Path(tempfile.mkdtemp(prefix="vdbnb-bench-frag-"))
+    try:
+        ctx = Context(Settings.from_env(data_dir=work))
+        tpl = Templates(fps=1.0, size=(320, 180), video_s=2.0, audio_s=10.0)
+        sid = ctx.sessions.create("default", "bench")["session_id"]
+        ctx.sessions.start(sid, "default", [{"channel_id": "mic:default", "type": "audio", "name": "m",
+                                             "store": True}])
+        t0 = time.time() - n * 0.5
+        bufs = [restamp(tpl.audio[k % len(tpl.audio)], "mic:default", k, t0 + 0.5 * k).pack() for k in range(n)]
+        ctx.ingest.accept(sid, bufs[0])  # warm: the stream's row, the pools' connections
+
+        def calls() -> int:
+            if ctx.store.dialect != "postgresql":
+                return 0
+            return ctx.store.one("SELECT COALESCE(SUM(calls), 0) AS n FROM pg_stat_statements WHERE dbid = "
+                                 "(SELECT oid FROM pg_database WHERE datname = current_database())")["n"]
+        c0 = calls()
+        ms = []
+        for b in bufs[1:]:
+            t = time.perf_counter()
+            ctx.ingest.accept(sid, b)
+            ms.append((time.perf_counter() - t) * 1000)
+        stmts = float(calls() - c0 - 1) / len(ms)  # the count query itself once
+        ms.sort()
+        import vdbnb
+        print(json.dumps({"ms_mean": sum(ms) / len(ms), "ms_p50": ms[len(ms) // 2], "statements": stmts,
+                          "vdbnb": str(Path(vdbnb.__file__).parent)}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def per_fragment(name: str, n: int, code: str | None) -> dict:
+    import os
+    import subprocess
+    from tests.conftest import Backend
+    b = Backend(name)
+    env = {**b.env(), "VDBNB_AI": "0"}
+    if b.shared:
+        with __import__("psycopg").connect(b.database_url, autocommit=True) as c:
+            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    root = str(Path(__file__).resolve().parents[1])
+    penv = {**os.environ, "PYTHONPATH": os.pathsep.join([code, root] if code else [root])}
+    out = subprocess.run([sys.executable, __file__, "--per-fragment-child", name, str(n), json.dumps(env), code or ""],
+                         env=penv, capture_output=True, text=True, timeout=900)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def search_bench(out: Path, n: int, texts: list[str], pool: np.ndarray, database_url: str | None) -> list[tuple]:
     import bench.bench_search as bs
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +201,15 @@ def main(argv=None) -> int:
     ap.add_argument("--segments", type=int, default=20_000)
     ap.add_argument("--distinct", type=int, default=3_000, help="distinct sentences embedded for real")
     ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument("--before", help="a checkout of another revision (e.g. `git archive REV | tar -x -C DIR`): "
+                    "its servers are measured too, in the same run, for a before/after table")
+    ap.add_argument("--per-fragment", type=int, default=40, help="audio fragments of the one-process "
+                    "measurement (0: skip it)")
+    ap.add_argument("--per-fragment-child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.per_fragment_child:
+        per_fragment_child(a.per_fragment_child[0], int(a.per_fragment_child[1]), *a.per_fragment_child[2:])
+        return 0
     from tests.conftest import Backend, ServerProc, _ENGINES
     from tests.reliability.simrec import Templates
     work = Path(tempfile.mkdtemp(prefix="vdbnb-bench-scale-"))
@@ -144,30 +218,52 @@ def main(argv=None) -> int:
         print("encoding templates (1080p H.264 GOPs, Opus) ...", flush=True)
         tpl = Templates(fps=1.0, size=(1920, 1080), video_s=20.0, audio_s=10.0)
         results = {}
+        code = {"this tree": None, **({"before": str(Path(a.before).resolve())} if a.before else {})}
         for name in ("sqlite", "postgresql"):
-            backend = Backend(name)
-            reps = []
-            for r in range(1 if name == "sqlite" else 2):
-                s = ServerProc(work / f"{name}-{r}", backend=backend,
-                               env={"VDBNB_API_KEY": "sk-bench-scale-key-0123456789",
-                                    "VDBNB_RECORDER_GRACE_S": "300"})
-                s.args = ["--no-ai"] + (["--role", "api"] if name == "postgresql" else [])
-                procs.append(s)
-                reps.append(s.start())
-            print(f"ingest on {name}: {a.recorders} recorders x {a.seconds:.0f} s of media over "
-                  f"{len(reps)} replica(s) ...", flush=True)
-            results[name] = ingest(reps, a.recorders, a.seconds, tpl)
-            print("  " + json.dumps({k: round(v, 1) for k, v in results[name].items()}), flush=True)
-            for s in reps:
-                s.stop()
-        print("\n| ingest | fragments/s | MB/s | media s per s | ack p50 ms | ack p95 ms |")
-        print("|---|---|---|---|---|---|")
-        for name, r in results.items():
+            for variant, path in code.items():
+                backend = Backend(name)
+                reps = []
+                for r in range(1 if name == "sqlite" else 2):
+                    env = {"VDBNB_API_KEY": "sk-bench-scale-key-0123456789", "VDBNB_RECORDER_GRACE_S": "300"}
+                    if path:  # the servers run the other checkout's vdbnb
+                        env["PYTHONPATH"] = path
+                    s = ServerProc(work / f"{name}-{variant}-{r}", backend=backend, env=env)
+                    s.args = ["--no-ai"] + (["--role", "api"] if name == "postgresql" else [])
+                    procs.append(s)
+                    reps.append(s.start())
+                # a short unmeasured run first: each variant meets warm servers and engines (SeaweedFS grows its
+                # volumes on the first writes; without this the first variant measured pays for it)
+                ingest(reps, 2, 4.0, tpl)
+                print(f"ingest on {name} ({variant}): {a.recorders} recorders x {a.seconds:.0f} s of media over "
+                      f"{len(reps)} replica(s) ...", flush=True)
+                results[(name, variant)] = ingest(reps, a.recorders, a.seconds, tpl)
+                print("  " + json.dumps({k: round(v, 1) for k, v in results[(name, variant)].items()}), flush=True)
+                for s in reps:
+                    s.stop()
+        print("\n| ingest | code | fragments/s | MB/s | media s per s | ack p50 ms | ack p95 ms |")
+        print("|---|---|---|---|---|---|---|")
+        for (name, variant), r in results.items():
             label = "embedded (SQLite + files, 1 process)" if name == "sqlite" else \
                 "PostgreSQL + S3 (SeaweedFS), 2 api replicas"
-            print(f"| {label} | {r['frag_s']:.0f} | {r['mb_s']:.1f} | {r['media_s_per_s']:.0f} | "
+            print(f"| {label} | {variant} | {r['frag_s']:.0f} | {r['mb_s']:.1f} | {r['media_s_per_s']:.0f} | "
                   f"{r['ack_p50_ms']:.1f} | {r['ack_p95_ms']:.1f} |")
-        print(f"PostgreSQL+S3 / embedded throughput: {results['postgresql']['frag_s'] / results['sqlite']['frag_s']:.2f}")
+        for variant in code:
+            print(f"PostgreSQL+S3 / embedded throughput ({variant}): "
+                  f"{results[('postgresql', variant)]['frag_s'] / results[('sqlite', variant)]['frag_s']:.2f}")
+
+        if a.per_fragment:
+            rows = []
+            for name in ("sqlite", "postgresql"):
+                for variant, path in code.items():
+                    print(f"per fragment on {name} ({variant}): {a.per_fragment} audio fragments ...", flush=True)
+                    rows.append((name, variant, per_fragment(name, a.per_fragment, path)))
+            print("\n| one fragment at a time, one process | code | ms per fragment (mean / p50) | SQL statements "
+                  "per fragment |")
+            print("|---|---|---|---|")
+            for name, variant, r in rows:
+                label = "embedded (SQLite + files)" if name == "sqlite" else "PostgreSQL + S3 (SeaweedFS)"
+                st = f"{r['statements']:.1f}" if name == "postgresql" else "n/a"
+                print(f"| {label} | {variant} | {r['ms_mean']:.1f} / {r['ms_p50']:.1f} | {st} |")
 
         if not a.skip_search:
             import bench.bench_search as bs

@@ -123,7 +123,8 @@ class Postgres:
         log = open(self.root / "postgres.log", "ab")
         self.proc = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
-             "-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "listen_addresses=127.0.0.1"],
+             "-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "listen_addresses=127.0.0.1",
+             "-c", "shared_preload_libraries=pg_stat_statements"],  # statement counts (bench/bench_scale.py)
             stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True, **self._user)
         import psycopg
         deadline = time.time() + timeout
@@ -141,12 +142,13 @@ class Postgres:
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
 
-    def new_database(self, name: str | None = None) -> str:
+    def new_database(self, name: str | None = None, exist_ok: bool = False) -> str:
         import psycopg
         self._n += 1
         name = name or f"t{os.getpid()}_{self._n}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(self.url("postgres"), autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
+            if not (exist_ok and c.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone()):
+                c.execute(f'CREATE DATABASE "{name}"')
         with psycopg.connect(self.url(name), autocommit=True) as c:
             c.execute("CREATE EXTENSION IF NOT EXISTS vector")
         return self.url(name)
@@ -156,9 +158,11 @@ class Postgres:
         return subprocess.run([str(self.bin / "pg_dump"), "--data-only", url], check=True,
                               capture_output=True).stdout
 
-    def stop(self) -> None:
+    def stop(self, keep: bool = False) -> None:
+        """Stop the server; its folder is removed unless ``keep`` (a bench that reuses its data next time)."""
         _stop(self.proc, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 class SeaweedS3:

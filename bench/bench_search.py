@@ -521,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     engine = None
     if a.backend == "postgresql" and not a.database_url:
         from tests.engines import Postgres
-        engine = Postgres().start()
-        a.database_url = engine.new_database("bench")
+        # with --out, the server's data stays under it (with --keep) so that --reuse finds the built index
+        engine = Postgres(out / "postgresql" if a.out else None).start()
+        a.database_url = engine.new_database("bench", exist_ok=True)
     db_url = a.database_url if a.backend == "postgresql" else None
     try:
         texts, pool, rate = pool_vectors(out, a.distinct)
@@ -557,7 +558,18 @@ def main(argv: list[str] | None = None) -> int:
 
         meta_path = out / f"bench-index-{a.backend}.json"
         meta = json.loads(meta_path.read_text()) if a.reuse and meta_path.exists() else None
-        if meta and meta["n"] == a.n and meta["queries"] == queries and not db_url:
+        if meta and db_url:  # the segments must still be in the database
+            ix = open_index(out, db_url)
+            if len(ix) != a.n or not (out / "matrix-postgresql.npy").exists():
+                meta = None
+            ix.close()
+        if meta and meta["n"] == a.n and meta["queries"] == queries and db_url:
+            build_s = meta["build_s"]
+            answers, streams = meta["answers"], meta["streams"]
+            print(f"\nreusing the PostgreSQL search index over {a.n:,} segments (built in {build_s:.0f}s)", flush=True)
+            ix = open_index(out, db_url)
+            matrix = np.load(out / "matrix-postgresql.npy", mmap_mode="r").astype(np.float32)
+        elif meta and meta["n"] == a.n and meta["queries"] == queries:
             build_s = meta["build_s"]
             answers, streams = [tuple(x) for x in meta["answers"]], meta["streams"]
             print(f"\nreusing the search index over {a.n:,} segments in {out} (built in {build_s:.0f}s)", flush=True)
@@ -581,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{matrix.nbytes / 2**20:.0f} MB matrix); files: "
                   + ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items()), flush=True)
             ix.close()
+            if db_url:  # the vectors by row id, for the exact-search reference of a later --reuse
+                np.save(out / "matrix-postgresql.npy", matrix.astype(np.float16))
             meta_path.write_text(json.dumps(dict(n=a.n, queries=queries, answers=answers, streams=streams,
                                                  build_s=build_s)))
             t = time.perf_counter()
@@ -677,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         if engine is not None:
-            engine.stop()
+            engine.stop(keep=bool(a.keep and a.out))
         if not a.keep and not a.out:
             shutil.rmtree(out, ignore_errors=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,20 +80,19 @@ class Ingest:
             bad = None
         except FragmentError as e:
             bad = IngestError(e.code, e.message)   # said in its turn below (after the session's own errors)
-        early = None
+        writes: list[list] = []  # this attempt's media writes: [key, PUT started early or None, recorded]
         known = self._known.get((session_id, frag.channel_id))
         if known and bad is None and self.media.early_writes and frag.kind == known[1] \
                 and self._time_error(frag, known[2]) is None:
             rel = self._rel(session_id, known[0], frag, buf)
-            early = (rel, _IO.submit(self._put, rel, buf))
+            writes.append([rel, _IO.submit(self._put, rel, buf), False])
         try:
-            return self._accept(session_id, frag, buf, bad, early)
-        except BaseException:
-            if early is not None:
-                early[1].exception()  # never leave a PUT running behind an error
-            raise
+            return self._accept(session_id, frag, buf, bad, writes)
+        finally:
+            for w in writes:  # a duplicate's or a rejected fragment's object: no row points at it
+                self._discard(w)
 
-    def _accept(self, session_id: str, frag: Fragment, buf: bytes, bad, early) -> tuple[Fragment, bool]:
+    def _accept(self, session_id: str, frag: Fragment, buf: bytes, bad, writes: list) -> tuple[Fragment, bool]:
         r = self.store.one(
             "SELECT s.status, s.created_at, s.stopped_at, r.id AS rid, r.channel_id, f.path AS stored "
             "FROM sessions s LEFT JOIN rtstreams r ON r.session_id = s.id AND r.source_channel_id = ? "
@@ -115,7 +115,6 @@ class Ingest:
             raise bad
         with self._lock(rid):
             if r["stored"] is not None:
-                self._drop_early(early, r["stored"])
                 return frag, True
             status, stopped_at = r["status"], r["stopped_at"]
             if status == STOPPED and self.sessions.resume_if_lost(session_id):
@@ -128,16 +127,17 @@ class Ingest:
                                   "only for media captured before the stop", 409)
             if frag.kind != expected:
                 raise IngestError("BAD_KIND", f"channel {frag.channel_id} carries {expected}, not {frag.kind}")
-            if early is not None:
-                rel = early[0]
-                early[1].result()
+            if writes:
+                w = writes[0]
+                w[1].result()
             else:
-                rel = self._rel(session_id, rid, frag, buf)
-                self._put(rel, buf)
-            s, stored = self._record(session_id, rid, frag, len(buf), rel)
-            if stored != rel:
-                self._drop_early(early, stored)
+                w = [self._rel(session_id, rid, frag, buf), None, False]
+                writes.append(w)
+                self._put(w[0], buf)
+            s, stored = self._record(session_id, rid, frag, len(buf), w[0])
+            if stored != w[0]:
                 return frag, True  # another replica stored it meanwhile (a resend raced the original)
+            w[2] = True
         if status == STARTING:
             try:
                 self.sessions.transition(session_id, ACTIVE)
@@ -188,8 +188,9 @@ class Ingest:
 
     def _rel(self, session_id: str, rid: str, frag: Fragment, buf: bytes) -> str:
         """The fragment's key under ``media/``: ``<session>/<stream>/<seq>.frag``; with a media store that is
-        written early (S3), ``<seq>-<hash of the bytes>.frag``."""
-        tail = f"-{hashlib.sha256(buf).hexdigest()[:16]}" if self.media.early_writes else ""
+        written early (S3), ``<seq>-<hash of the bytes>-<nonce>.frag``: each attempt writes its own object, so
+        an attempt that ends without its row (a duplicate, a rejection) removes what it wrote and nothing else."""
+        tail = f"-{hashlib.sha256(buf).hexdigest()[:16]}-{secrets.token_hex(4)}" if self.media.early_writes else ""
         return f"{session_id}/{rid}/{frag.seq:08d}{tail}.frag"
 
     def _put(self, rel: str, buf: bytes) -> None:
@@ -199,16 +200,20 @@ class Ingest:
             raise IngestError(e.code, f"{e.message} — the recorder keeps the fragment and resends it",
                               507) from None
 
-    def _drop_early(self, early, stored: str) -> None:
-        """A duplicate: the bytes written early under another key than the stored fragment's are removed (no
-        row can point at them: the seq's row points at ``stored``)."""
-        if early is None or early[0] == stored:
+    def _discard(self, w: list) -> None:
+        """Remove one attempt's object that no row points at (only where keys are per attempt: on files the key
+        is the seq's, which a stored row may use)."""
+        if w[2] or not self.media.early_writes:
             return
         try:
-            early[1].result()
+            if w[1] is not None:
+                w[1].result()  # never leave a PUT running behind the attempt
         except IngestError:
-            return
-        self.media.delete(MEDIA_PREFIX + early[0])
+            pass  # not stored; a partial upload is not an object
+        try:
+            self.media.delete(MEDIA_PREFIX + w[0])
+        except Exception as e:
+            log.warning("could not remove the unreferenced media object %s: %s", w[0], e)
 
     def fragment_rows(self, rtstream_id: str, start: float | None = None, end: float | None = None) -> list[dict]:
         """The stored fragments (seq, path, size, t0, t1) overlapping [start, end] in seq order, with the one

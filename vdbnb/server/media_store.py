@@ -39,8 +39,8 @@ class MediaStore:
     kind = "?"
     location = ""
     # a remote store whose PUT is a network wait: ingest starts the PUT before the database has said the
-    # fragment is new (overlapping the two), so fragment keys carry a hash of the bytes: a write can never
-    # replace a stored fragment with other bytes
+    # fragment is new (overlapping the two), so fragment keys are per attempt (a hash of the bytes and a nonce):
+    # a write never replaces a stored fragment, and an attempt that ends without its row removes its own object
     early_writes = False
 
     def put(self, key: str, data: bytes) -> None:

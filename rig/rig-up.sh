@@ -107,6 +107,13 @@ _rig_main() {
       _rig_record "keepalive-$s" $!
     fi
   done
+  # sound flows end to end before the rig says "up" (a tone played into each sink is heard on its source), so
+  # that no test starts on a sound path that is not flowing yet. Probed only when this call started the sound
+  # server or a keep-alive: a rig in use is never probed (the tone would land in someone's recording).
+  case " $RIG_STARTED " in
+    *" pulse "*|*" keepalive-"*)
+      _rig_wait_flowing mic_feed virtual_mic && _rig_wait_flowing system_out system_out.monitor || return 1;;
+  esac
   # ALSA -> pulse for PortAudio (sounddevice): the distribution's config, then the rig's defaults
   local sys_conf="${ALSA_SYSTEM_CONFIG:-/usr/share/alsa/alsa.conf}"
   if [ -f "$sys_conf" ]; then
@@ -117,6 +124,35 @@ _rig_main() {
 
   export RIG_DISPLAY RIG_DIR RIG_STARTED
   _rig_log "up: DISPLAY=$DISPLAY PULSE_SERVER=$PULSE_SERVER (started:${RIG_STARTED:- nothing, already up})"
+}
+
+# ---------- audio probe ----------
+_rig_flows() {   # $1 sink, $2 source: true when a tone played into the sink comes out of the source
+  # parec with a short fragment (its default is seconds: the tone would still sit in the server when it stops);
+  # pacat returns once the tone was played into the sink, then the recording gets 0.5 s more
+  local raw="$RIG_DIR/probe-$2.raw" rec peak
+  parec --device="$2" --format=s16le --rate=16000 --channels=1 --latency-msec=20 --raw >"$raw" 2>/dev/null &
+  rec=$!
+  sleep 0.2
+  sox -q -n -t raw -r 48000 -e signed -b 16 -c 2 - synth 0.3 sine 1000 vol 0.5 2>/dev/null |
+    pacat --device="$1" --format=s16le --rate=48000 --channels=2 --latency-msec=50 --raw >/dev/null 2>&1
+  sleep 0.5
+  kill "$rec" 2>/dev/null
+  wait "$rec" 2>/dev/null
+  peak="$(sox -t raw -r 16000 -e signed -b 16 -c 1 "$raw" -n stat 2>&1 | awk '/^Maximum amplitude/ {print $3}')"
+  rm -f "$raw"
+  awk -v p="${peak:-0}" 'BEGIN { exit !(p > 0.1) }'
+}
+
+_rig_wait_flowing() {   # $1 sink, $2 source: waits (up to 60 s: a loaded box) until sound flows through them
+  local i
+  for i in $(seq 60); do
+    _rig_flows "$1" "$2" && { [ "$i" = 1 ] || _rig_log "sound flows $1 -> $2 (after $i probes)"; return 0; }
+    sleep 0.4
+  done
+  _rig_log "a tone played into $1 never came out of $2 (60 probes); PulseAudio's log: $RIG_DIR/pulse.log"
+  tail -5 "$RIG_DIR/pulse.log" 2>/dev/null | sed 's/^/[rig]   /' >&2
+  return 1
 }
 
 # ---------- Debian packages ----------
@@ -181,7 +217,8 @@ else
   _rig_main
   _rig_rc=$?
 fi
-unset -f _rig_main _rig_missing _rig_packages _rig_starttime _rig_record _rig_alive _rig_log
+unset -f _rig_main _rig_missing _rig_packages _rig_starttime _rig_record _rig_alive _rig_log _rig_flows \
+  _rig_wait_flowing
 unset _rig_here
 eval "$_rig_opts"; unset _rig_opts
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then   # executed, not sourced: print the variables for eval

@@ -82,12 +82,20 @@ def test_audio_roundtrip_real_mic(rig, tmp_path):
     fr = Fragmenter("mic:default", "audio", "opus", enc.codec_info)
     frags = []
     n = 0
-    while time.time() - t0 < len(src) / rate + 1.0:
+    # capture until the player is done (paplay returns once the sentence was played into the sink) and 0.5 s
+    # of sound after it: a busy box can take seconds to start paplay, so a fixed window may miss the sentence
+    n_done = None
+    deadline = t0 + len(src) / rate + 60
+    while n_done is None or n < n_done + 24000:
+        assert time.time() < deadline, "paplay did not finish playing the sentence within 60 s"
         b = p.stdout.read(1920)
+        assert b, p.stderr.read()
         pcm = np.frombuffer(b, np.int16)   # the worker writes s16le
         frags += fr.add(enc.push(pcm, t0 + n / 48000))
         n += len(pcm)
-    player.wait(5)
+        if n_done is None and player.poll() is not None:
+            n_done = n
+    assert player.returncode == 0
     p.stdin.close()
     p.terminate()
     frags += fr.add(enc.flush()) + fr.flush()

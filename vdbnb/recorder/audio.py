@@ -31,6 +31,51 @@ READ_FRAMES = 2     # frames per chunk the capture process writes (120 ms): one 
 SAMPLE_BYTES = 2    # s16le
 
 
+class CaptureClock:
+    """Capture times of PCM blocks on the one clock: the sample counter, anchored at the earliest plausible
+    capture time of the first sample.
+
+    ``est = arrival - samples so far / rate`` is an upper bound of the true anchor (a block cannot arrive
+    before it was captured), so the anchor is the smallest ``est`` seen. A reader that falls behind (a busy
+    box) reads a backlog late and then quickly: ``est`` rises for a moment and comes back, and no sample was
+    lost, so the stamps keep following the sample count. Only a rise that lasts ``confirm_s`` (samples really
+    lost: a device stall, an overrun) moves the anchor forward, to the smallest ``est`` seen since the rise
+    began. (Re-anchoring on every late read put seconds of made-up silence into speech under load: a 0.6 s
+    scheduling stall became 0.54 s of inserted silence, then 60 ms steps backwards while the backlog drained.)
+    """
+
+    def __init__(self, rate: int = 48000, tolerance_s: float = 0.2, confirm_s: float = 1.0):
+        self.rate = rate
+        self.tolerance_s = tolerance_s
+        self.confirm_s = confirm_s
+        self.anchor: float | None = None
+        self.count = 0
+        self.reanchors = 0
+        self._drift_since: float | None = None
+        self._drift_min = 0.0
+
+    def stamp(self, n: int, arrival: float) -> float:
+        """The capture time of the first of ``n`` samples that arrived (their last one) at ``arrival``."""
+        est = arrival - (self.count + n) / self.rate
+        if self.anchor is None or est <= self.anchor:
+            self.anchor = est
+            self._drift_since = None
+        elif est - self.anchor > self.tolerance_s:
+            if self._drift_since is None:
+                self._drift_since, self._drift_min = arrival, est
+            else:
+                self._drift_min = min(self._drift_min, est)
+            if arrival - self._drift_since >= self.confirm_s:  # it lasted: samples were lost
+                self.anchor = self._drift_min
+                self._drift_since = None
+                self.reanchors += 1
+        else:
+            self._drift_since = None
+        t_first = self.anchor + self.count / self.rate
+        self.count += n
+        return t_first
+
+
 def _audio_backend(b: str) -> str:
     """``auto``: ``parec`` when installed (it ships with pactl, which channel listing needs anyway), else the
     sounddevice worker. Measured on the rig, per audio channel: parec 0.25–0.35 % of a core, the sounddevice
@@ -59,8 +104,7 @@ class _Run:
         self.proc = proc
         self.fd = proc.stdout.fileno()
         self.buf = bytearray()
-        self.anchor: float | None = None
-        self.count = 0
+        self.clock = CaptureClock(AUDIO_RATE)
 
 
 class AudioHub:
@@ -250,16 +294,12 @@ class AudioSource(_Source):
             del run.buf[:usable]
         pcm = np.frombuffer(raw, np.int16).reshape(-1, self.channels)
         n = len(pcm)
-        # one clock: the sample counter anchored at the earliest plausible capture time (what arrived at ta
-        # ended at ta), re-anchored on a dropout or a drift larger than 200 ms
-        est = ta - (run.count + n + len(run.buf) // (SAMPLE_BYTES * self.channels)) / AUDIO_RATE
-        if run.anchor is None or est < run.anchor:
-            run.anchor = est
-        elif est - run.anchor > 0.2:
-            run.anchor = est
-            self.stats["reanchors"] += 1
-        t_first = run.anchor + run.count / AUDIO_RATE
-        run.count += n
+        # one clock (CaptureClock): the sample counter anchored at the earliest plausible capture time; what
+        # arrived at ta ended at ta, less the bytes still waiting to be a whole frame
+        pending = len(run.buf) // (SAMPLE_BYTES * self.channels)
+        reanchors = run.clock.reanchors
+        t_first = run.clock.stamp(n, ta - pending / AUDIO_RATE)
+        self.stats["reanchors"] += run.clock.reanchors - reanchors
         self.stats["samples"] += n
         self.stats["chunks"] += 1
         mono = pcm[:, 0] if self.channels == 1 else pcm.mean(axis=1).astype(np.int16)

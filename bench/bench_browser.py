@@ -83,9 +83,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import rig
     rig_env = rig.use()
-    from tests.browser.labkit import Lab, capture_browser, have_browser_stack, open_notebook, run_all, \
+    from testkit.lab import Lab, capture_browser, have_browser_stack, open_notebook, run_all, \
         write_notebook
-    from tests.helpers import processes_with_env
+    from testkit.procs import processes_with_env
     from vdbnb.capture import SyncCaptureClient
     missing = have_browser_stack()
     if missing:

@@ -2,7 +2,7 @@
 
     python bench/bench_export.py [--hours 6] [--keep DIR]
 
-Builds a synthetic session of ``--hours`` as stored fragment files (tests.helpers.long_session: real Opus
+Builds a synthetic session of ``--hours`` as stored fragment files (testkit.media.long_session: real Opus
 and H.264 packets, repeated and re-stamped: 1 fps video in 2 s fragments continuing 60 s GOPs, a microphone
 and system audio in 0.5 s fragments), then exports it with :func:`vdbnb.media.mux.mux_mp4` — what the
 server's export runs — in a fresh process, and reports that process's peak RSS, its CPU time and the
@@ -46,7 +46,7 @@ def main(argv=None):
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the session here and keep it")
     a = ap.parse_args(argv)
-    from tests.helpers import long_session
+    from testkit.media import long_session
 
     root = a.keep or Path(tempfile.mkdtemp(prefix="vdbnb-export-"))
     try:

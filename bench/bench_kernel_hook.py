@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import ServerProc  # noqa: E402
+from testkit.server import ServerProc  # noqa: E402
 
 CELLS = {
     "assignment": "x = 1",

@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._live import collect, open_session, upload_live  # noqa: E402
-from tests.conftest import ServerProc  # noqa: E402
-from tests.helpers import espeak_wav, pcm_fragments, read_wav, wer  # noqa: E402
+from testkit.server import ServerProc  # noqa: E402
+from testkit.media import pcm_fragments  # noqa: E402
+from testkit.speech import espeak_wav, read_wav, wer  # noqa: E402
 
 SENTENCES = [
     "The quarterly budget review moves to Thursday afternoon.",

@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._live import collect, open_session, upload_live  # noqa: E402
 from bench._proc import Sampler  # noqa: E402
-from tests.conftest import ServerProc  # noqa: E402
-from tests.helpers import screen_fragments, text_image  # noqa: E402
+from testkit.server import ServerProc  # noqa: E402
+from testkit.media import screen_fragments, text_image  # noqa: E402
 
 
 def frame(code: str) -> np.ndarray:

@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.labkit import Lab, browser, have_browser_stack, kernel_rtt, open_notebook, run_all, \
-    run_cell, write_notebook  # noqa: E402
+from testkit.lab import (Lab, browser, have_browser_stack, kernel_rtt, open_notebook, run_all,  # noqa: E402
+                         run_cell, write_notebook)
 import rig  # noqa: E402
-from tests.conftest import ServerProc  # noqa: E402
+from testkit.server import ServerProc  # noqa: E402
 
 GOALS = {"thumb_fps": (">=", 2.0), "meter_hz": (">=", 15.0), "cell_p95_ms": ("<=", 50.0)}
 COUNTS_JS = """() => {

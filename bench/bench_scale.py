@@ -86,7 +86,7 @@ def session(base: str, key: str) -> tuple[str, str]:
 
 def recorder_media(tpl, seconds: float, t0: float) -> list:
     """(fragment, packed bytes) of one recorder: a display and a mic for ``seconds`` of media from ``t0``."""
-    from tests.reliability.simrec import restamp
+    from testkit.simrec import restamp
     out = []
     v, a = tpl.video, tpl.audio
     for k in range(int(seconds / 2)):
@@ -128,7 +128,7 @@ def per_fragment_child(backend: str, n: int, env_json: str, code: str) -> None:
     os.environ.update(env)
     if code:  # ahead of this tree (which the module's top put first on sys.path)
         sys.path.insert(0, code)
-    from tests.reliability.simrec import Templates, restamp
+    from testkit.simrec import Templates, restamp
     from vdbnb.config import Settings
     from vdbnb.server.context import Context
     work = Path(tempfile.mkdtemp(prefix="vdbnb-bench-frag-"))
@@ -165,7 +165,7 @@ def per_fragment_child(backend: str, n: int, env_json: str, code: str) -> None:
 def per_fragment(name: str, n: int, code: str | None) -> dict:
     import os
     import subprocess
-    from tests.conftest import Backend
+    from testkit.backend import Backend
     b = Backend(name)
     env = {**b.env(), "VDBNB_AI": "0"}
     if b.shared:
@@ -210,8 +210,9 @@ def main(argv=None) -> int:
     if a.per_fragment_child:
         per_fragment_child(a.per_fragment_child[0], int(a.per_fragment_child[1]), *a.per_fragment_child[2:])
         return 0
-    from tests.conftest import Backend, ServerProc, _ENGINES
-    from tests.reliability.simrec import Templates
+    from testkit.backend import Backend, stop_engines
+    from testkit.server import ServerProc
+    from testkit.simrec import Templates
     work = Path(tempfile.mkdtemp(prefix="vdbnb-bench-scale-"))
     procs = []
     try:
@@ -282,9 +283,7 @@ def main(argv=None) -> int:
     finally:
         for s in procs:
             s.stop()
-        for eng in list(_ENGINES.values()):
-            eng.stop()
-        _ENGINES.clear()
+        stop_engines()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     engine = None
     if a.backend == "postgresql" and not a.database_url:
-        from tests.engines import Postgres
+        from testkit.engines import Postgres
         # with --out, the server's data stays under it (with --keep) so that --reuse finds the built index
         engine = Postgres(out / "postgresql" if a.out else None).start()
         a.database_url = engine.new_database("bench", exist_ok=True)

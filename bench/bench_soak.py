@@ -2,7 +2,7 @@
 
     RIG_DISPLAY=:94 python bench/bench_soak.py --minutes 60     # the real thing (1 hour)
     RIG_DISPLAY=:94 python bench/bench_soak.py --minutes 3      # quick mode
-    python bench/bench_soak.py --minutes 3 --sim                # no rig: a simulated recorder (tests/reliability/simrec.py)
+    python bench/bench_soak.py --minutes 3 --sim                # no rig: a simulated recorder (testkit/simrec.py)
 
 The recorder captures display:1 (2 fps, every frame encoded: skip_static off) and two audio channels of the rig
 (its system audio and a null sink of the bench's own standing in for the microphone, so that tests unplugging
@@ -26,8 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reliability.relutil import (Server, cpu_s, db_fragments, integrity_check, new_session, rss_kb,  # noqa: E402
-                                       tree_rss_kb)
+from testkit.procs import cpu_s, rss_kb, tree_rss_kb  # noqa: E402
+from testkit.server import Server  # noqa: E402
+from testkit.stored import db_fragments, integrity_check, new_session  # noqa: E402
 
 SOAK_SINK = "vdbnb_soak_mic"
 # the "microphone" is the monitor of a null sink of its own, so that tests unplugging the rig's virtual_mic can
@@ -92,7 +93,7 @@ def run_rig(srv: Server, minutes: float, spool: Path, samples: list, every: floa
 
 
 def run_sim(srv: Server, minutes: float, samples: list, every: float) -> dict:
-    from tests.reliability.simrec import SimRecorder, Templates
+    from testkit.simrec import SimRecorder, Templates
     sid, token = new_session(srv)
     chans = {"display:1": "video", "mic:default": "audio", "system_audio:default": "audio"}  # as names only
     sim = SimRecorder(srv.url, sid, token, chans, Templates(fps=2.0), minutes * 60)

@@ -3,7 +3,7 @@
 Sixteen sentences (the first eight alone with --n 8) are spoken with espeak-ng (-s 160), separated by pauses, and streamed in real time in 0.1 s chunks.
 Measured: end of speech → final (wall clock), first interim after onset, WER of the finals (tiny.en live) and
 of the accurate pass (Whisper base) over the same recording, CPU and RSS. WER is scored after OpenAI Whisper's
-English text normaliser (tests/helpers.py, the one implementation for tests and benches).
+English text normaliser (testkit/speech.py, the one implementation for tests and benches).
 
     python bench/bench_stt.py                 # vdbnb + WhisperLive (if installed)
     python bench/bench_stt.py --no-peer --pause 8
@@ -27,7 +27,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tests.helpers import speak_16k, wer  # noqa: E402  (one WER implementation for tests and benches)
+from testkit.speech import speak_16k, wer  # noqa: E402  (one WER implementation for tests and benches)
 
 SR = 16000
 CHUNK = 1600  # 0.1 s

@@ -29,7 +29,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bench.wer_sets import DEV, HELDOUT  # noqa: E402
-from tests.helpers import speak, wer  # noqa: E402
+from testkit.speech import speak, wer  # noqa: E402
 
 GOAL_WER, GOAL_P95 = 0.08, 1.0
 RATE = 48000         # capture rate (the recorder's Opus input)

@@ -13,5 +13,5 @@ source rig/rig-up.sh
 rig_started="$RIG_STARTED"
 trap '[ -z "$rig_started" ] || RIG_STARTED="$rig_started" bash rig/rig-down.sh >/dev/null 2>&1 || true' EXIT
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-"$PY" -m ruff check vdbnb tests bench rig
+"$PY" -m ruff check vdbnb tests bench rig testkit
 "$PY" -m pytest -p no:cacheprovider --durations=15 "$@"

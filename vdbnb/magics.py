@@ -87,7 +87,7 @@ def _make_magics():
     class VdbnbMagics(Magics):
         @line_cell_magic
         def vdbnb_private(self, line: str = "", cell: str | None = None):
-            from vdbnb.capture import kernel
+            from vdbnb.capture import kernel_record as kernel
             if cell is not None:   # only reached without the input transformer (load_ext installs it)
                 return self.shell.run_cell(cell, store_history=False)
             arg = line.strip().lower()
@@ -142,7 +142,7 @@ def _make_magics():
 
 
 def load_ipython_extension(ip: Any) -> None:
-    from vdbnb.capture.kernel import install_private_magic
+    from vdbnb.capture.kernel_record import install_private_magic
     ip.register_magics(_make_magics())
     install_private_magic(ip)
     fmt = ip.display_formatter.formatters["text/html"]

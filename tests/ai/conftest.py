@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.helpers import edit_distance, speak_16k, words as norm_words  # one WER implementation
+from testkit.speech import edit_distance, speak_16k, words as norm_words  # one WER implementation
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded at run time
 

@@ -22,9 +22,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.browser.labkit import ARTIFACTS, Lab, capture_browser, have_browser_stack, open_notebook, run_all, \
-    run_cell, write_notebook
-from tests.helpers import espeak_wav, processes_with_env, wait_for_value, words
+from testkit.lab import (ARTIFACTS, Lab, capture_browser, have_browser_stack, open_notebook, run_all,
+                         run_cell, write_notebook)
+from testkit.procs import processes_with_env
+from testkit.speech import espeak_wav, words
+from testkit.wait import wait_for_value
 from vdbnb.media.decode import decode_audio, iter_video_frames, load_fragments
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.rig]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.labkit import Lab, browser, have_browser_stack, open_notebook, run_all, write_notebook
+from testkit.lab import Lab, browser, have_browser_stack, open_notebook, run_all, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.rig]
 ROOT = Path(__file__).resolve().parents[2]

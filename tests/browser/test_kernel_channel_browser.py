@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from tests.browser.labkit import ARTIFACTS, FRONT_ENDS, Lab, browser, have_browser_stack, open_notebook, run_all, \
-    run_cell, write_notebook
+from testkit.lab import (ARTIFACTS, FRONT_ENDS, Lab, browser, have_browser_stack, open_notebook, run_all,
+                         run_cell, write_notebook)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.rig]
 

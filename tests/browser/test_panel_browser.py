@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.browser.labkit import ARTIFACTS, FRONT_ENDS, Lab, browser, have_browser_stack, open_notebook, run_all, \
-    run_cell, window_id, write_notebook, xterm
+from testkit.lab import (ARTIFACTS, FRONT_ENDS, Lab, browser, have_browser_stack, open_notebook, run_all,
+                         run_cell, window_id, write_notebook, xterm)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.rig]
 

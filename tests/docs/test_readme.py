@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_no_processes_with_env
+from testkit.procs import wait_no_processes_with_env
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

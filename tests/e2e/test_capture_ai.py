@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import wer
+from testkit.speech import wer
 from tests.recorder.rigutil import Xterm, play, tts
 
 

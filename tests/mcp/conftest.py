@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.conftest import ServerProc
+from testkit.server import ServerProc
 from tests.mcp.mcputil import ocr_has
 
 SUBJECTS = ["the delivery truck", "our quarterly review", "the dentist appointment", "the plumber", "the tax advisor",

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
+from testkit.server import free_port
 
 
 def stdio_params(server, *extra: str, key: str | None = None):

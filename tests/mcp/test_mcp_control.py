@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ServerProc
+from testkit.server import ServerProc
 from tests.mcp.conftest import CITIES, WINDOW_WORDS
 from tests.mcp.mcputil import ocr_has, stdio_params
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import screen_fragments, text_image
+from testkit.media import screen_fragments, text_image
 from tests.mcp.mcputil import dump, ocr_has, stdio_params
 from vdbnb.mcp.render import context_item
 from vdbnb.mcp.timeparse import parse_time

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import words
+from testkit.speech import words
 from tests.mcp.mcputil import HttpMcp, dump, http_client, ocr_has, stdio_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.rig, pytest.mark.timeout(600)]

@@ -10,8 +10,8 @@ import json
 import httpx
 import pytest
 
-from tests.browser.labkit import Lab
-from tests.helpers import audio_fragments
+from testkit.lab import Lab
+from testkit.media import audio_fragments
 
 websockets = pytest.importorskip("websockets")
 

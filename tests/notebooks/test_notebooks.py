@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_no_processes_with_env
+from testkit.procs import wait_no_processes_with_env
 from vdbnb.server.lifecycle import start_time
 
 nbformat = pytest.importorskip("nbformat")
@@ -219,7 +219,7 @@ def press_start(page, tries: int = 3) -> None:
 def test_browser_notebook_runs_in_jupyterlab(rig, path, tmp_path, monkeypatch):
     """Run all in JupyterLab (Chromium headed on the rig); press ● Start once the panel shows, as its text says.
     Any error output fails (with its traceback); the executed copy is saved in the artifacts."""
-    from tests.browser.labkit import Lab, capture_browser, have_browser_stack, open_notebook, run_all
+    from testkit.lab import Lab, capture_browser, have_browser_stack, open_notebook, run_all
     missing = have_browser_stack()
     if missing:
         pytest.skip(missing)

@@ -9,7 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import espeak_wav, pcm_fragments, read_wav, wer
+from testkit.media import pcm_fragments
+from testkit.speech import espeak_wav, read_wav, wer
 
 videodb = pytest.importorskip("videodb")
 SENTENCES = ["The quarterly budget review moves to Thursday afternoon.",

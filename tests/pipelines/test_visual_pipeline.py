@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import WebhookReceiver, screen_fragments, text_image
+from testkit.media import screen_fragments, text_image
+from testkit.webhooks import WebhookReceiver
 
 videodb = pytest.importorskip("videodb")
 

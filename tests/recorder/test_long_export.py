@@ -8,7 +8,7 @@ import sys
 
 import av
 
-from tests.helpers import long_session
+from testkit.media import long_session
 
 # the peak RSS of this process's own memory: VmHWM. Not getrusage's ru_maxrss, which Linux carries over from
 # the parent's memory across the fork/vfork + exec (a pytest process that grew to 450 MB made it 450-490 MB)

@@ -27,11 +27,13 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.helpers import WebhookReceiver
+from testkit.webhooks import WebhookReceiver
 from vdbnb.capture import SyncCaptureClient
 
-from .relutil import (Server, alive, db_fragments, descendants, gaps, integrity_check, new_session, session_row,
-                      stored, wait_until)
+from testkit.procs import alive, descendants
+from testkit.server import Server
+from testkit.stored import db_fragments, gaps, integrity_check, new_session, session_row, stored
+from testkit.wait import wait_until
 
 CH = ["display:1", "mic:default", "system_audio:default"]
 VIDEO = {"skip_static": False, "fps": 2}

@@ -17,8 +17,10 @@ import pytest
 
 from vdbnb.capture import SyncCaptureClient
 
-from .relutil import Server, db_fragments, decode_channel, gaps, integrity_check, new_session, session_row, stored, \
-    wait_until
+from testkit.server import Server
+from testkit.stored import (db_fragments, decode_channel, gaps, integrity_check, new_session, session_row,
+                            stored)
+from testkit.wait import wait_until
 
 CH = ["display:1", "mic:default", "system_audio:default"]
 MIC_MODULE_ARGS = ["source_name=virtual_mic", "master=mic_feed.monitor",

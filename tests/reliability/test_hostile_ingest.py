@@ -13,11 +13,13 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import audio_fragments, video_fragments
+from testkit.media import audio_fragments, video_fragments
 from vdbnb.media.fragments import Fragment
 
-from .relutil import Server, db_fragments, decode_channel, integrity_check, new_session, stored, wait_until
-from .simrec import SimRecorder, Templates
+from testkit.server import Server
+from testkit.stored import db_fragments, decode_channel, integrity_check, new_session, stored
+from testkit.wait import wait_until
+from testkit.simrec import SimRecorder, Templates
 
 GOOD = {"display:1": "video", "system_audio:default": "audio"}
 TARGET = "mic:default"

@@ -12,8 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from .relutil import Server, cpu_s, db_fragments, integrity_check, new_session, rss_kb, session_row, stored
-from .simrec import SimRecorder, Templates
+from testkit.procs import cpu_s, rss_kb
+from testkit.server import Server
+from testkit.stored import db_fragments, integrity_check, new_session, session_row, stored
+from testkit.simrec import SimRecorder, Templates
 
 SESSIONS = int(os.environ.get("VDBNB_LOAD_SESSIONS", "16"))
 SECONDS = float(os.environ.get("VDBNB_LOAD_SECONDS", "30"))

@@ -15,7 +15,9 @@ import pytest
 from vdbnb.capture import SyncCaptureClient
 
 from .proxy import TcpProxy
-from .relutil import Server, db_fragments, gaps, integrity_check, new_session, session_row, stored, wait_until
+from testkit.server import Server
+from testkit.stored import db_fragments, gaps, integrity_check, new_session, session_row, stored
+from testkit.wait import wait_until
 
 CH = ["display:1", "mic:default", "system_audio:default"]
 GRACE = os.environ.get("VDBNB_RECORDER_GRACE_S")   # the server's; default 10 s

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import audio_fragments
+from testkit.media import audio_fragments
 
 schemathesis = pytest.importorskip("schemathesis")
 EXAMPLES = 25

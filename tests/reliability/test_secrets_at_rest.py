@@ -22,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from testkit.server import free_port
 
-from .relutil import new_session
+from testkit.stored import new_session
 
 
 def sha(x: str) -> str:
@@ -109,7 +109,7 @@ def test_defaults_hashes_and_modes(tmp_path):
             assert secret.encode() not in blob, f"{name} stored in clear"
             assert sha(secret).encode() in blob, f"{name} not stored as its SHA-256"
         # media written by the server are 0600
-        frag = __import__("tests.helpers", fromlist=["x"]).audio_fragments("mic:default", 0.3)[0]
+        frag = __import__("testkit.media", fromlist=["x"]).audio_fragments("mic:default", 0.3)[0]
         httpx.post(f"{url}/capture/session/start", headers={"x-access-token": token}, json={
             "session_id": sid, "channels": [{"channel_id": "mic:default", "type": "audio"}]}).raise_for_status()
         httpx.post(f"{url}/capture/session/{sid}/fragment", headers={"x-access-token": token},

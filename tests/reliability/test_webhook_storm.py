@@ -18,10 +18,11 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import free_port
-from tests.helpers import audio_fragments
+from testkit.server import free_port
+from testkit.media import audio_fragments
 
-from .relutil import Server, wait_until
+from testkit.server import Server
+from testkit.wait import wait_until
 
 SESSIONS = 200
 LIFECYCLE = ["capture_session.created", "capture_session.starting", "capture_session.active",

@@ -1,4 +1,4 @@
-"""Scale-out tests: api replicas and workers sharing a real PostgreSQL and a real S3 store (tests/engines.py)."""
+"""Scale-out tests: api replicas and workers sharing a real PostgreSQL and a real S3 store (testkit/engines.py)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Backend, ServerProc, free_port
+from testkit.backend import Backend
+from testkit.server import ServerProc, free_port
 
 
 class WorkerProc:

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from tests.conftest import Backend
-from tests.reliability.relutil import wait_until
+from testkit.backend import Backend
+from testkit.wait import wait_until
 from vdbnb.server.jobs import DONE, QUEUED, RUNNING, Jobs
 from vdbnb.server.notify import PgNotifier
 from vdbnb.server.pipelines.leases import Leases
@@ -117,7 +117,7 @@ def test_stream_leases_have_one_holder_and_expire(stores):
 
 
 def test_a_role_holder_notices_a_database_restart_without_using_the_role():
-    from tests.engines import Postgres
+    from testkit.engines import Postgres
     pg = Postgres().start()  # its own server: restarted below
     store = None
     try:

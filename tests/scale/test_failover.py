@@ -20,8 +20,10 @@ import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.helpers import WebhookReceiver, espeak_wav, pcm_fragments, read_wav
-from tests.reliability.relutil import wait_until
+from testkit.media import pcm_fragments
+from testkit.speech import espeak_wav, read_wav
+from testkit.webhooks import WebhookReceiver
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.slow
 LEASE_S = 3.0

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.helpers import WebhookReceiver, audio_fragments, video_fragments
-from tests.reliability.relutil import wait_until
+from testkit.media import audio_fragments, video_fragments
+from testkit.webhooks import WebhookReceiver
+from testkit.wait import wait_until
 
 videodb = pytest.importorskip("videodb")
 pytestmark = pytest.mark.slow

@@ -73,7 +73,7 @@ class Opener:
 def fresh(kind: str, tmp_path: Path, name: str = "s") -> Opener:
     if kind == "sqlite":
         return Opener(kind, tmp_path / f"{name}.sqlite")
-    from tests.conftest import engine
+    from testkit.backend import engine
     return Opener(kind, engine("pg").new_database())
 
 

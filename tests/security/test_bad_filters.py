@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.helpers import audio_fragments
+from testkit.media import audio_fragments
 
 BAD_FILTERS = [
     {"start": "x"}, {"end": "yesterday"}, {"start": float("nan")}, {"start": 1e300}, {"end": [1, 2]},
@@ -19,7 +19,7 @@ GOOD_FILTERS = [None, {}, [], {"start": 0, "end": 4e9}, {"kind": "transcript"}, 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    from tests.conftest import ServerProc
+    from testkit.server import ServerProc
     s = ServerProc(tmp_path_factory.mktemp("filters"))
     s.args = ["--no-ai"]
     s.start()

@@ -13,7 +13,7 @@ GOOD = "https://backend.example.com/hooks/vdbnb"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tests.conftest import ServerProc
+    from testkit.server import ServerProc
     s = ServerProc(tmp_path_factory.mktemp("callbacks"))
     s.args = ["--no-ai"]
     s.start()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import audio_fragments
+from testkit.media import audio_fragments
 
 
 def _loose(root: Path) -> list[str]:
@@ -42,7 +42,7 @@ def test_connect_makes_everything_private_under_umask_022(tmp_path):
         import os, time
         os.umask(0o022)
         import httpx, vdbnb
-        from tests.helpers import audio_fragments
+        from testkit.media import audio_fragments
         conn = vdbnb.connect(data_dir={str(ddir)!r})
         h = {{"x-access-token": conn.api_key}}
         url = conn.base_url

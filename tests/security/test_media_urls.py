@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from tests.helpers import audio_fragments
+from testkit.media import audio_fragments
 
 
 def _stream(server) -> tuple[str, str]:

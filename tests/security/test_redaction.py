@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from tests.helpers import leaked, random_api_key, random_secret, text_image
+from testkit.leaks import leaked, random_api_key, random_secret
+from testkit.media import text_image
 from vdbnb.redaction import Redactor
 
 

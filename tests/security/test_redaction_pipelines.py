@@ -15,9 +15,12 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import (RecordingLLM, WebhookReceiver, WsRecorder, db_texts, leaked, pcm_fragments,
-                           random_api_key, random_secret, screen_fragments, speak_16k, spoken_passphrase, strings,
-                           text_image)
+from testkit.events import WsRecorder
+from testkit.leaks import db_texts, leaked, random_api_key, random_secret, spoken_passphrase, strings
+from testkit.llm import RecordingLLM
+from testkit.media import pcm_fragments, screen_fragments, text_image
+from testkit.speech import speak_16k
+from testkit.webhooks import WebhookReceiver
 
 PROMPT_V = "What is the user doing on the screen?"
 PROMPT_A = "What is being said?"

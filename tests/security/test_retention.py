@@ -16,9 +16,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ServerProc
-from tests.helpers import (WebhookReceiver, audio_fragments, pcm_fragments, screen_fragments, speak_16k,
-                           text_image)
+from testkit.server import ServerProc
+from testkit.media import audio_fragments, pcm_fragments, screen_fragments, text_image
+from testkit.speech import speak_16k
+from testkit.webhooks import WebhookReceiver
 
 MARK_SAID = "the zeppelin quartermaster reviews the budget"
 MARK_SHOWN = "QUARTERMASTER LEDGER ZEPPELIN"

@@ -11,7 +11,8 @@ import time
 
 import httpx
 
-from tests.helpers import WebhookReceiver, audio_fragments
+from testkit.media import audio_fragments
+from testkit.webhooks import WebhookReceiver
 
 
 def _wait(pred, timeout: float, what: str):

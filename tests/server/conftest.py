@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ServerProc
+from testkit.server import ServerProc
 
 
 @pytest.fixture

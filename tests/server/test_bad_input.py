@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.helpers import audio_fragments
+from testkit.media import audio_fragments
 
 
 def check(r: httpx.Response, status: int) -> dict:

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 import vdbnb
-from tests.helpers import WebhookReceiver, audio_fragments
-from tests.reliability.relutil import wait_until
-from vdbnb.capture.kernel import frame
+from testkit.media import audio_fragments
+from testkit.webhooks import WebhookReceiver
+from testkit.wait import wait_until
+from vdbnb.capture.kernel_record import frame
 from vdbnb.cells import PRIVATE_TEXT, CellRecord
 
 KERNEL = {"channel_id": "kernel:current", "type": "kernel", "name": "notebook"}

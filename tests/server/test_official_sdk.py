@@ -6,7 +6,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.helpers import WebhookReceiver, audio_fragments, video_fragments
+from testkit.media import audio_fragments, video_fragments
+from testkit.webhooks import WebhookReceiver
 
 videodb = pytest.importorskip("videodb")
 

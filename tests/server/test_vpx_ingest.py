@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import text_image, vpx_fragments, wait_for_value
+from testkit.media import text_image, vpx_fragments
+from testkit.wait import wait_for_value
 from vdbnb.media.check import check_media
 from vdbnb.media.fragments import FragmentError, unpack
 

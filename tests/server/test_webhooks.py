@@ -7,8 +7,9 @@ import time
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import free_port
-from tests.helpers import WebhookReceiver, audio_fragments
+from testkit.server import free_port
+from testkit.media import audio_fragments
+from testkit.webhooks import WebhookReceiver
 
 LIFECYCLE = ["capture_session.created", "capture_session.starting", "capture_session.active",
              "capture_session.stopping", "capture_session.stopped"]

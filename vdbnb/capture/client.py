@@ -178,7 +178,7 @@ class CaptureClient:
             elif ch.get("type") == "video":
                 displays.append(VideoChannel(cid, name, self, **kw))
         self._problems = r.get("problems") or []
-        from vdbnb.capture.kernel import current_shell
+        from vdbnb.capture.kernel_taps import current_shell
         kernels = [KernelChannel(client=self, is_default=True)] if current_shell() is not None else []
         return Channels(mics, displays, sysa, cams, kernels, problems=self._problems)
 

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,19 +19,15 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from testkit.server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("VDBNB_ARTIFACTS", ROOT / "tests" / "browser" / "artifacts"))
 CHROMIUM = os.environ.get("VDBNB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                  "--disable-dev-shm-usage", "--disable-background-timer-throttling",
                  "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_notebook(path: Path, cells: list[str]) -> Path:
@@ -125,7 +120,7 @@ class Lab:
         """Stop the lab (its process group; the kernels it started shut down with it). Returns, and keeps in
         ``self.left``, the processes of this lab still alive 20 s later (kernels, recorders, embedded servers:
         anything carrying this lab's marker), after stopping them by pid: a test asserts it is empty."""
-        from tests.helpers import wait_no_processes_with_env
+        from testkit.procs import wait_no_processes_with_env
         if self.proc and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)  # the lab and the kernels it started

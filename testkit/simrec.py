@@ -22,7 +22,7 @@ class Templates:
     """Pre-encoded fragments: ``video`` (one GOP of 2 s each at ``fps``) and ``audio`` (0.5 s Opus each)."""
 
     def __init__(self, fps: float = 1.0, size=(1920, 1080), video_s: float = 20.0, audio_s: float = 10.0):
-        from tests.helpers import pcm_fragments, screen_fragments, text_image
+        from testkit.media import pcm_fragments, screen_fragments, text_image
         t0 = 1_700_000_000.0
         frames = []
         for i in range(int(video_s * fps)):

@@ -1,26 +1,13 @@
-"""Helpers for the reliability tests and bench/bench_soak.py: a `vdbnb serve --no-ai` process, backend calls,
-what the server stored (files + SQLite), strict decoding of stored fragments, process RSS/CPU."""
+"""What a server stored, seen from outside: backend calls with the API key (a session, its row), the fragment
+files on disk and their rows in SQLite, gaps in a channel's timeline, strict decoding of a stored fragment."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import struct
-import time
 from pathlib import Path
 
 import httpx
-
-from tests.conftest import ServerProc
-
-
-class Server(ServerProc):
-    """ServerProc with extra `vdbnb serve` arguments (default ``--no-ai``)."""
-
-    def __init__(self, data_dir: Path, port: int | None = None, env: dict | None = None,
-                 args: list[str] | None = None):
-        super().__init__(data_dir, port, env)
-        self.args = ["--no-ai"] if args is None else list(args)
 
 
 def new_session(server, callback_url: str | None = None, collection: str = "default") -> tuple[str, str]:
@@ -120,54 +107,3 @@ def decode_channel(paths) -> list[tuple[int, int]]:
         out.append((len(f.packets), frames))
         last = f.seq
     return out
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def tree_rss_kb(pid: int) -> int:
-    return sum(rss_kb(p) for p in [pid, *descendants(pid)] if Path(f"/proc/{p}").exists())
-
-
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        parts = fh.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            kids = []
-            for t in Path(f"/proc/{p}/task").iterdir():
-                kids += [int(x) for x in (t / "children").read_text().split()]
-        except OSError:
-            continue
-        out += kids
-        todo += kids
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_until(pred, timeout: float, step: float = 0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()

@@ -17,13 +17,13 @@ import json
 import os
 import random
 import re
-import time
 import uuid
 from datetime import datetime
 
 import httpx
 import pytest
 
+from testkit import wait_for
 from tests.conftest import ROOT
 
 nbformat = pytest.importorskip("nbformat")
@@ -126,10 +126,7 @@ def test_a_notebook_run_on_the_rig_records_its_cells_beside_what_was_said(rig, s
     # searching its error text finds it first, on the kernel stream and across the collection
     query = f"KeyError {column}"
     rts = cap.get_rtstream("kernel")[0]
-    deadline = time.time() + 60
-    while not rts.search(query).shots and time.time() < deadline:
-        time.sleep(1)
-    hit = rts.search(query).shots[0]
+    hit = wait_for(lambda: rts.search(query).shots, 60, f"a search hit for {query!r}", step=1.0)[0]
     assert hit.kind == "cell" and abs(hit.start - err_ev["start"]) < 1e-3 and column in hit.text
     top = conn.get_collection().search(query).shots[0]
     assert top.kind == "cell" and top.session_id == cap.id and abs(top.start - err_ev["start"]) < 1e-3

@@ -11,6 +11,7 @@ import pytest
 
 from testkit.media import pcm_fragments
 from testkit.speech import espeak_wav, read_wav, wer
+from testkit import wait_for, wait_until
 
 videodb = pytest.importorskip("videodb")
 SENTENCES = ["The quarterly budget review moves to Thursday afternoon.",
@@ -95,12 +96,11 @@ def test_live_transcript_via_official_sdk(server, tmp_path):
     assert shots and abs(shots[0].start - recs[1]["start"]) < 1.0, [(s.text, s.start) for s in shots]
     # after stop, the accurate pass (Whisper base) replaces the live finals and says so
     httpx.post(f"{server.url}/capture/session/{cap.id}/stop", headers=h).raise_for_status()
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        recs2 = mic.get_transcript()["transcription_records"]
-        if len(recs2) >= len(SENTENCES) and all("base" in r["engine"] for r in recs2):
-            break  # (the pass emits its finals one by one: wait for all of them)
-        time.sleep(0.5)
+    # (the pass emits its finals one by one: wait for all of them)
+    def accurate_done(recs):
+        return len(recs) >= len(SENTENCES) and all("base" in r["engine"] for r in recs)
+    recs2 = wait_until(lambda: accurate_done(r := mic.get_transcript()["transcription_records"]) and r, 180, step=0.5)
+    recs2 = recs2 or mic.get_transcript()["transcription_records"]
     assert recs2 and all("base" in r["engine"] for r in recs2), recs2
     assert wer(" ".join(SENTENCES), " ".join(r["text"] for r in recs2)) <= 0.10
     shots = mic.search("legal paperwork deadline", filter={"kind": "transcript"}).get_shots()
@@ -127,12 +127,7 @@ def test_silence_and_noise_give_no_text(server):
         httpx.post(f"{server.url}/capture/session/{cap.id}/fragment", headers=h,
                    content=f.pack()).raise_for_status()
     httpx.post(f"{server.url}/capture/session/{cap.id}/stop", headers=h).raise_for_status()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        hp = httpx.get(server.url + "/health").json()["data"]["pipelines"]["transcript"]
-        if hp["processed"] >= len(frags):
-            break
-        time.sleep(0.2)
-    assert hp["processed"] >= len(frags)
+    wait_for(lambda: httpx.get(server.url + "/health").json()["data"]["pipelines"]["transcript"]["processed"]
+             >= len(frags), 60, "the transcript pipeline through every fragment")
     time.sleep(1.0)
     assert mic.get_transcript()["transcription_records"] == []

@@ -10,19 +10,18 @@ import pytest
 
 from testkit.media import screen_fragments, text_image
 from testkit.webhooks import WebhookReceiver
+from testkit import wait_until
 
 videodb = pytest.importorskip("videodb")
 
 
 def wait_events(server, sid, channel, pred, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        evs = httpx.get(f"{server.url}/collection/default/events", headers=server.headers(),
-                        params={"session_id": sid, "channel": channel}).json()["data"]["events"]
-        if pred(evs):
-            return evs
-        time.sleep(0.3)
-    raise AssertionError(f"no matching {channel} events in {timeout}s: {[e['text'] for e in evs]}")
+    def events():
+        return httpx.get(f"{server.url}/collection/default/events", headers=server.headers(),
+                         params={"session_id": sid, "channel": channel}).json()["data"]["events"]
+    evs = wait_until(lambda: pred(e := events()) and e, timeout, step=0.3)
+    assert evs, f"no matching {channel} events in {timeout}s: {[e['text'] for e in events()]}"
+    return evs
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import pytest
 
 from vdbnb.media.decode import decode_audio, iter_video_frames, load_fragments
 from vdbnb.media.mux import mux_mp4, probe_duration
+from testkit import wait_for
 from vdbnb.capture import SyncCaptureClient
 
 from rigutil import (ToneStream, Xterm, backend_session, envelope, play, read_wav, resample, seqs,
@@ -58,8 +59,10 @@ def test_end_to_end(rig, server, tmp_path, spool_dir):
                               video={"fps": 2, "channels": {"display:1": {"fps": 8, "max_width": 960, "skip_static": False}}})
         assert res["status"] == "recording" and not res["skipped"]
         print("start timing", res["timing"])
-        c.wait_for("recording-started", 5)
-        time.sleep(2.5)  # audio capture processes come up
+        c.wait_for("recording-started", 30)
+        # both audio capture processes deliver (their level events) before anything is played
+        wait_for(lambda: {e.payload["channel_id"] for e in list(levels) if e.payload.get("ts", 0) > t_start}
+                 >= {"mic:default", "system_audio:default"}, 60, "audio levels from both capture processes")
         win.activate()
         pm, ps = play(mic_wav, "mic_feed"), play(sys_wav, "system_out")
         time.sleep(1.0)

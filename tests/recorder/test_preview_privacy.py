@@ -18,6 +18,7 @@ from vdbnb.media.decode import decode_audio, iter_video_frames, load_fragments
 from vdbnb.capture import CaptureClient, SyncCaptureClient
 
 from rigutil import Xterm, backend_session, play, server_fragments, tts
+from testkit import wait_for
 
 
 def test_line_protocol_raw(rig):
@@ -120,7 +121,9 @@ def test_privacy_and_pause(rig, server, spool_dir, tmp_path):
     try:
         c.start_session(sid, ["display:1", "mic:default"], spoolDir=str(spool_dir),
                         privacy={"exclude_windows": ["secret"], "exclude_rects": [{"x": 0, "y": 0, "w": 200, "h": 100}]})
-        time.sleep(1.0)
+        frags_now = lambda: c.stats()["pipelines"]  # noqa: E731
+        wait_for(lambda: all(frags_now()[x]["fragments"] >= 1 for x in ("display:1", "mic:default")), 60,
+                 "live fragments before the pause")
         secret.activate()  # the excluded window is the active one for a while: its title must not leave either
         time.sleep(1.5)
         visible.activate()
@@ -130,7 +133,9 @@ def test_privacy_and_pause(rig, server, spool_dir, tmp_path):
         play(wav, "mic_feed").wait(10)
         t_p1 = time.time()
         c.resume(["screen", "mic"])
-        time.sleep(2.5)
+        resumed = frags_now()
+        wait_for(lambda: all(frags_now()[x]["fragments"] > resumed[x]["fragments"] for x in ("display:1", "mic:default")),
+                 60, "fragments after the resume")
         done = c.stop_session()
     finally:
         c.shutdown()

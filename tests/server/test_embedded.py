@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
 
 import vdbnb
+from testkit import wait_for
+from testkit.procs import alive
 from vdbnb.errors import AuthenticationError
 
 
@@ -26,7 +27,7 @@ def test_connect_starts_reuses_and_survives_sigkill(tmp_path, monkeypatch):
         assert json.loads((tmp_path / "d" / "server.json").read_text())["pid"] == info["pid"]
         assert again.get_capture_session(s.id).metadata == {"k": "v"}
         os.kill(info["pid"], signal.SIGKILL)
-        time.sleep(0.5)
+        wait_for(lambda: not alive(info["pid"]), 30, "the killed server gone")
         old_pid = info["pid"]
         third = vdbnb.connect()   # starts a new server on the same data dir
         info = json.loads((tmp_path / "d" / "server.json").read_text())

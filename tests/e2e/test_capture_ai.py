@@ -151,5 +151,5 @@ def test_capture_to_ai_on_the_rig(rig, server, tmp_path):
         time.sleep(0.5)
         d = exp.export()
     assert d["export_status"] == "exported" and d["video_id"].startswith("m-"), d
-    assert httpx.get(d["stream_url"]).status_code == 200
+    assert httpx.get(d["stream_url"], follow_redirects=True).status_code == 200   # as a player does
     assert idx.get_scenes()["scenes"]

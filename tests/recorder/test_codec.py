@@ -70,7 +70,9 @@ def test_video_roundtrip_real_screen(rig):
 def test_audio_roundtrip_real_mic(rig, tmp_path):
     wav = tts(tmp_path / "s.wav", "the quick brown fox jumps over the lazy dog")
     src, rate = read_wav(wav)
-    p = subprocess.Popen([sys.executable, "-m", "vdbnb.recorder.audio_worker"], stdin=subprocess.PIPE,
+    # --stall 30: the worker's "device gone" exit (2 s without a callback by default) is not what this test is
+    # about, and a box at load ~10 stalled PulseAudio's delivery for 2 s once (the worker exited mid-sentence)
+    p = subprocess.Popen([sys.executable, "-m", "vdbnb.recorder.audio_worker", "--stall", "30"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
                                                                               "PULSE_SOURCE": "virtual_mic"})
     # wait until the capture delivers, then play

@@ -16,6 +16,7 @@ Not part of the ``vdbnb`` package (not in the wheel), like ``rig/`` beside it; b
     procs.py     RSS / CPU / descendants / liveness from /proc; the processes carrying a marker variable
     simrec.py    a simulated recorder over the real ingest websocket (load and soak)
     lab.py       JupyterLab 4 / Notebook 7 + Debian's Chromium through Playwright
+    tls.py       share_tls_context(): httpx.get & co. share one TLS context instead of one per call
     wait.py      wait_for(cond, timeout, what) / wait_until(pred, timeout)
 """
 from testkit.wait import wait_for, wait_for_value, wait_until

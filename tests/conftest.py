@@ -9,9 +9,11 @@ import pytest
 
 import rig as testrig
 from testkit.backend import Backend, stop_engines
+from testkit.tls import share_tls_context
 from testkit.server import ServerProc, free_port  # noqa: F401  (fixtures below; free_port for tests)
 
 ROOT = Path(__file__).resolve().parents[1]
+share_tls_context()   # httpx.get & co. stop loading every CA certificate per call (176 ms each here): testkit/tls.py
 
 
 _RIG: testrig.Rig | None = None

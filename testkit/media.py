@@ -53,15 +53,17 @@ def pcm_fragments(channel_id: str, pcm48: np.ndarray, t0: float, start_seq: int 
     return out + fr.flush()
 
 
-def text_image(lines: list[str], size=(1280, 720), dark: bool = False, font_size: int = 28) -> np.ndarray:
-    """An RGB screen-like image with the given lines of text (DejaVu Sans)."""
+def text_image(lines: list[str], size=(1280, 720), dark: bool = False, font_size: int = 28, spacing: float = 1.8,
+               font: str = "DejaVuSans.ttf") -> np.ndarray:
+    """An RGB screen-like image with the given lines of text (DejaVu Sans; ``spacing``: line pitch / font size,
+    a terminal's is ~1.15; ``font="DejaVuSansMono.ttf"`` for a terminal's)."""
     from PIL import Image, ImageDraw, ImageFont
     bg, fg = ((30, 30, 30), (235, 235, 235)) if dark else ((250, 250, 250), (20, 20, 20))
     img = Image.new("RGB", size, bg)
     d = ImageDraw.Draw(img)
-    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", font_size)
+    face = ImageFont.truetype(f"/usr/share/fonts/truetype/dejavu/{font}", font_size)
     for i, line in enumerate(lines):
-        d.text((60, 60 + i * int(font_size * 1.8)), line, fill=fg, font=font)
+        d.text((60, 60 + i * int(font_size * spacing)), line, fill=fg, font=face)
     return np.asarray(img)
 
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .redaction import LABELS as SECRET_KINDS
 
 KIND = "cell"
 CODEC = "json"
@@ -26,6 +29,8 @@ MAX_OUTPUTS = 20         # outputs summarised per cell (the rest are counted)
 MAX_TRACEBACK = 4_000    # characters of the short traceback
 MAX_FIELD = 2_000        # exception name/message, notebook path, cell id
 MAX_PAYLOAD = 256 * 1024
+MAX_FINDINGS = 20
+_FINGERPRINT = re.compile(r"fp-[0-9a-f]{16}")
 
 
 class CellError(ValueError):
@@ -56,6 +61,9 @@ class CellRecord:
     notebook_path: str | None = None
     cell_id: str | None = None
     redacted: list[str] = field(default_factory=list)  # kinds of secret removed in the kernel (no characters)
+    # what the kernel's redactor found (vdbnb.redaction.SecretFinding.place() + confidence): kind, field, span,
+    # fingerprint - never a character of the secret; the server raises a built-in alert for each
+    findings: list[dict] = field(default_factory=list)
 
     # ---- wire
     def to_payload(self) -> bytes:
@@ -103,7 +111,8 @@ class CellRecord:
             outputs=[_output(o) for o in outputs[:MAX_OUTPUTS]],
             outputs_dropped=int(d.get("outputs_dropped") or 0) + max(0, len(outputs) - MAX_OUTPUTS),
             notebook_path=clip(d.get("notebook_path"), MAX_FIELD), cell_id=clip(d.get("cell_id"), MAX_FIELD),
-            redacted=[str(x)[:64] for x in redacted][:20] if isinstance(redacted, list) else [])
+            redacted=[str(x)[:64] for x in redacted][:20] if isinstance(redacted, list) else [],
+            findings=_findings(d.get("findings")))
 
     # ---- views
     @property
@@ -121,10 +130,37 @@ class CellRecord:
         """The event's ``data``: everything but the source (which is the event's ``text``)."""
         if self.private:
             return {"private": True, "duration": round(self.end - self.start, 6)}
-        d = {k: v for k, v in asdict(self).items() if k not in ("source", "start", "end")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("source", "start", "end", "findings")}
         d["duration"] = round(self.end - self.start, 6)
         d["error"] = self.error
         return d
+
+
+def _findings(v: Any) -> list[dict]:
+    """The kernel's findings, checked: a known kind, a fingerprint of the redactor's form, a short field name,
+    a span of two integers. Anything else is refused (a record must not smuggle text in as a finding)."""
+    if v is None:
+        return []
+    if not isinstance(v, list) or len(v) > MAX_FINDINGS:
+        raise CellError(f"cell record: findings must be a list of at most {MAX_FINDINGS} objects")
+    out = []
+    for f in v:
+        if not isinstance(f, dict) or f.get("detector") not in SECRET_KINDS \
+                or not isinstance(f.get("fingerprint"), str) or not _FINGERPRINT.fullmatch(f["fingerprint"]):
+            raise CellError("cell record: a finding needs a detector (one of "
+                            f"{', '.join(SECRET_KINDS)}) and a fingerprint 'fp-' + 16 hex digits")
+        g: dict[str, Any] = {"detector": f["detector"], "fingerprint": f["fingerprint"]}
+        if isinstance(f.get("field"), str):
+            g["field"] = f["field"][:64]
+        span = f.get("span")
+        if isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span):
+            g["span"] = span
+        try:
+            g["confidence"] = min(1.0, max(0.0, float(f.get("confidence", 1.0))))
+        except (TypeError, ValueError):
+            raise CellError("cell record: a finding's confidence must be a number") from None
+        out.append(g)
+    return out
 
 
 def _output(o: dict) -> dict:

@@ -37,6 +37,7 @@ from .ai.secrets import dangling_cue, scan
 LABELS = ("api_key", "private_key", "password", "credit_card", "email")
 MASK = "[{label} redacted]"
 Box = tuple  # (x0, y0, x1, y1) in frame pixels
+PAD = 3      # pixels a secret's box is grown by before it is blacked out (not into a line that stays)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Redacted:
 @dataclass
 class RedactedScreen:
     texts: list[str]               # each OCR line's text, redacted
-    boxes: list[Box]               # boxes to black out before a frame leaves (lines that held a secret)
+    boxes: list[Box]               # boxes to black out before a frame leaves (lines that held a secret, padded)
     findings: list[SecretFinding]
 
 
@@ -166,9 +167,9 @@ class Redactor:
             pos += len(t) + 1
         joined = "\n".join(t for t, _ in lines)
         texts = [t for t, _ in lines]
-        boxes: list[Box] = []
         findings = []
         cuts: dict[int, list[tuple[int, int, str]]] = {}
+        hidden: set[int] = set()
         for f in _fresh(joined, scan(joined)):
             hit = [i for i, (t, _) in enumerate(lines) if starts[i] < f.end and f.start < starts[i] + len(t)]
             if not hit:
@@ -182,8 +183,10 @@ class Redactor:
             for i in hit:
                 a, b = max(f.start, starts[i]) - starts[i], min(f.end, starts[i] + len(lines[i][0])) - starts[i]
                 cuts.setdefault(i, []).append((a, b, f.label))
-                if lines[i][1] not in boxes:
-                    boxes.append(tuple(lines[i][1]))
+                if i not in hidden:
+                    hidden.add(i)
+        kept = [tuple(lines[i][1]) for i in range(len(lines)) if i not in hidden]
+        boxes = [_padded(tuple(lines[i][1]), kept) for i in sorted(hidden)]
         for i, cs in cuts.items():
             t = texts[i]
             for a, b, label in sorted(cs, reverse=True):
@@ -192,8 +195,9 @@ class Redactor:
         return RedactedScreen(texts, boxes, findings)
 
     @staticmethod
-    def mask(rgb, boxes: Iterable[Box], pad: int = 3):
-        """A copy of ``rgb`` (H×W×C array) with each box (x0, y0, x1, y1) filled black (padded by ``pad``)."""
+    def mask(rgb, boxes: Iterable[Box], pad: int = 0):
+        """A copy of ``rgb`` (H×W×C array) with each box (x0, y0, x1, y1) filled black (grown by ``pad``;
+        :meth:`screen`'s boxes are padded already)."""
         import numpy as np
 
         img = np.array(rgb, copy=True)
@@ -208,10 +212,34 @@ class Redactor:
     def frame(self, rgb, reader=None) -> RedactedFrame:
         """OCR the whole frame (locally, vdbnb.ai.ocr) and black out every line that holds a secret."""
         if reader is None:
-            reader = _reader()
+            reader = screen_reader()
         lines = reader.read(rgb)
         scr = self.screen([(ln.text, tuple(ln.box)) for ln in lines])
         return RedactedFrame(self.mask(rgb, scr.boxes), scr.texts, scr.boxes, scr.findings)
+
+
+def _padded(box: Box, kept: list[Box], pad: int = PAD) -> Box:
+    """A secret line's box grown by ``pad``, but not into a line that stays. OCR boxes are the text plus a
+    margin, so on a terminal the boxes of two adjacent lines overlap (a third of their height) and the secret
+    line's box reaches the descenders of the line above: it is cut at the midpoint between the two lines'
+    centres, never closer to its own centre than a quarter of its height (the secret's ink is always
+    covered). A line beside it on the same row keeps its box."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, cy = y1 - y0, (y0 + y1) / 2
+    bx0, by0, bx1, by1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+    for kx0, ky0, kx1, ky1 in kept:
+        if kx1 <= bx0 or bx1 <= kx0 or ky1 <= by0 or by1 <= ky0:
+            continue
+        kc = (ky0 + ky1) / 2
+        if kc < y0:                                   # a line above
+            by0 = max(by0, min(int((kc + cy) / 2 + 0.5), y0 + h // 4))
+        elif kc > y1:                                 # a line below
+            by1 = min(by1, max(int((kc + cy) / 2), y1 - h // 4))
+        elif kx1 <= x0:                               # beside it, on the left
+            bx0 = max(bx0, kx1)
+        elif kx0 >= x1:                               # on the right
+            bx1 = min(bx1, kx0)
+    return (max(0, bx0), max(0, by0), bx1, by1)
 
 
 def _union(boxes: list[Box]) -> Box:
@@ -222,7 +250,9 @@ _READER = None
 _READER_LOCK = threading.Lock()
 
 
-def _reader():
+def screen_reader():
+    """The process's one local OCR reader (vdbnb.ai.ocr.ScreenReader; its line cache, keyed by ink, makes a
+    repeated look at the same screen cheap)."""
     global _READER
     with _READER_LOCK:
         if _READER is None:

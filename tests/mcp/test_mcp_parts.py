@@ -144,6 +144,22 @@ def test_context_items():
     assert vis["window_title"] == "Mail" and vis["screen_text"] == "Inbox (3)"
 
 
+def test_the_last_pass_is_the_servers_redactor():
+    """What reaches an agent is masked as the server masks it ([label redacted]), and a server mask passes
+    through untouched (the pass of its own mangled 'password: [password redacted]' into
+    'password: [redacted password] redacted]')."""
+    from testkit.leaks import leaked, random_secret
+    from vdbnb.mcp.privacy import clean
+    key, pw = _key(), random_secret(14)
+    server_side = {"text": "password: [password redacted]", "ocr": ("export STRIPE_KEY=[api_key redacted]",)}
+    assert clean(server_side) == {"text": "password: [password redacted]",
+                                  "ocr": ("export STRIPE_KEY=[api_key redacted]",)}
+    out = clean({"items": [{"text": f"export STRIPE_KEY={key}"}, f"password: {pw}", "mail bob@example.com", 3]})
+    assert out == {"items": [{"text": "export STRIPE_KEY=[api_key redacted]"}, "password: [password redacted]",
+                             "mail [email redacted]", 3]}
+    assert not leaked(key[6:], str(out)) and not leaked(pw, str(out))
+
+
 def test_resource_updates_follow_event_kinds():
     from vdbnb.events import Event
     from vdbnb.mcp.live import LIVE_EVENTS, LIVE_TRANSCRIPT, uris_for

@@ -166,8 +166,8 @@ def test_secrets_are_redacted_in_the_kernel(kernel, server):
     kernel.ok(f"api_key = '{key}'\nprint('using', api_key)")
     kernel.ok("client.stop_session()")
     (c,) = cells_of(kernel)
-    assert key not in json.dumps(c) and "[redacted]" in c["text"] and c["data"]["redacted"] == ["api_key"]
-    assert "[redacted]" in c["data"]["outputs"][0]["text"]
+    assert key not in json.dumps(c) and "[api_key redacted]" in c["text"] and c["data"]["redacted"] == ["api_key"]
+    assert "[api_key redacted]" in c["data"]["outputs"][0]["text"]
     for path in server.data_dir.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path

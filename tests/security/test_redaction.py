@@ -68,7 +68,7 @@ def test_screen_lines_cue_on_one_line_value_on_the_next():
              ("Quarterly report", (10, 70, 260, 90))]
     scr = Redactor().screen(lines)
     assert scr.texts == ["Vault login", "password:", "[password redacted]", "Quarterly report"]
-    assert scr.boxes == [(130, 40, 330, 60)] and scr.findings[0].box == (130, 40, 330, 60)
+    assert scr.boxes == [(127, 37, 333, 63)] and scr.findings[0].box == (130, 40, 330, 60)  # padded by PAD
     img = np.full((100, 400, 3), 255, np.uint8)
     masked = Redactor.mask(img, scr.boxes)
     assert masked[50, 200].max() == 0 and masked[80, 100].min() == 255 and img[50, 200].min() == 255
@@ -85,3 +85,26 @@ def test_frame_blacks_out_what_ocr_reads_as_a_secret():
     again = " ".join(ln.text for ln in ScreenReader().read(fr.image))
     assert "Deploy checklist" in again
     assert not leaked(key, again) and not leaked(pw, again), again
+
+
+def test_mask_on_a_terminal_leaves_the_line_above_readable():
+    """Terminal lines sit ~3 px apart and OCR boxes (text + margin) overlap by a third of their height: the
+    mask of a secret line must cover all of its ink (read against the secret lines drawn alone) without eating
+    the descenders of the line above (the rig's xterm read 'Deplov checklist for Fridav' after the mask)."""
+    from vdbnb.ai.llm import jpeg_data_url
+    from vdbnb.ai.ocr import ScreenReader
+    key, pw = random_api_key(), random_secret(14)
+    lines = ["Deploy checklist for Friday", f"export STRIPE_KEY={key}", f"password: {pw}"]
+    term = dict(size=(1920, 1080), dark=True, font_size=19, spacing=22 / 19, font="DejaVuSansMono.ttf")
+    img = text_image(lines, **term)
+    fr = Redactor().frame(img)
+    assert {f.label for f in fr.findings} == {"api_key", "password"}
+    secret_ink = text_image(["", *lines[1:]], **term).astype(int).sum(axis=2) > 3 * 60
+    assert not (secret_ink & (fr.image.astype(int).sum(axis=2) > 0)).any(), "a secret's pixel was left"
+    # what a model is sent (downscaled JPEG) still reads the heading
+    import base64
+    import io
+
+    from PIL import Image
+    sent = np.asarray(Image.open(io.BytesIO(base64.b64decode(jpeg_data_url(fr.image).split(",", 1)[1]))))
+    assert "Deploy checklist for Friday" in " ".join(ln.text for ln in ScreenReader().read(sent))

@@ -210,3 +210,48 @@ def test_a_cell_stored_just_before_a_crash_gets_its_event_on_restart(server):
     server.start()
     evs = wait_until(lambda: [e for e in cap.events() if e.channel == "kernel"], timeout=20)
     assert [e.text for e in evs] == ["import pandas as pd"]
+
+
+def test_a_cell_holding_a_secret_raises_the_builtin_alert_before_its_event(server):
+    """The kernel redacts with the one redactor (vdbnb/redaction.py) and the server raises the same built-in
+    alert as for the screen and speech: kind, place (field), time, fingerprint, never a character."""
+    from testkit.leaks import leaked, random_api_key, random_secret
+    from vdbnb.capture.kernel import _Run, build_record
+    key, pw = random_api_key(), random_secret(14)
+    conn, cap, token, _ = begin(server)
+    t = time.time()
+    run = _Run(t)
+    run.end, run.raw = t + 0.4, f"os.environ['STRIPE_KEY'] = '{key}'\nprint(cfg)"
+    run.streams = {"stdout": [f"user: ops\npassword: {pw}\n"]}
+    rec = build_record(run)
+    assert rec.redacted == ["api_key", "password"] and not leaked(key[6:], rec.to_payload().decode())
+    assert post(server, cap.id, token, rec, 0).status_code == 200
+    def events():
+        return httpx.get(f"{server.url}/collection/default/events", headers=server.headers(),
+                         params={"session_id": cap.id, "limit": 1000}).json()["data"]["events"]
+    evs = wait_until(lambda: (x := events()) and any(e["channel"] == "kernel" for e in x) and x, timeout=20)
+    alerts = {e["label"]: e for e in evs if e["channel"] == "alert"}
+    assert set(alerts) == {"api_key", "password"}, [(e["channel"], e["label"]) for e in evs]
+    assert alerts["api_key"]["data"]["field"] == "source"
+    assert alerts["password"]["data"]["field"] == "outputs.0.text"
+    cell_ev = next(e for e in evs if e["channel"] == "kernel")
+    for a in alerts.values():
+        assert a["data"]["builtin"] is True and a["data"]["detector"] == a["label"] and a["channel_id"] == "kernel"
+        assert a["data"]["fingerprint"].startswith("fp-") and a["data"]["source_event_id"] == cell_ev["id"]
+        assert a["start"] == pytest.approx(t, abs=1e-3) and "notebook cell" in a["text"]
+        assert a["emitted_at"] <= cell_ev["emitted_at"]    # the alert first
+    blob = json.dumps(evs)
+    assert "[api_key redacted]" in blob and not leaked(key[6:], blob) and not leaked(pw, blob)
+
+
+def test_a_cell_record_cannot_smuggle_text_in_as_a_finding(server):
+    conn, cap, token, _ = begin(server)
+    url, h = f"{server.url}/capture/session/{cap.id}/fragment", {"x-access-token": token}
+    t = time.time()
+    from vdbnb.media.fragments import Fragment
+    for bad in ([{"detector": "api_key", "fingerprint": "sk-live-abcdef"}], [{"detector": "ssn", "fingerprint":
+                                                                              "fp-0123456789abcdef"}], "x"):
+        payload = json.dumps({"start": t, "end": t, "status": "ok", "source": "x", "findings": bad}).encode()
+        f = Fragment("kernel:current", 0, "cell", "json", t, t, [{"pts": t, "size": len(payload)}], payload)
+        r = httpx.post(url, headers=h, content=f.pack())
+        assert r.status_code == 400 and "finding" in r.json()["message"], r.text

@@ -10,7 +10,8 @@ import traceback
 from typing import Any
 
 from vdbnb.capture.kernel_taps import CellRun
-from vdbnb.cells import CODEC, KIND, MAX_OUTPUT_TEXT, MAX_OUTPUTS, MAX_SOURCE, MAX_TRACEBACK, CellRecord, clip
+from vdbnb.cells import (CODEC, KIND, MAX_FINDINGS, MAX_OUTPUT_TEXT, MAX_OUTPUTS, MAX_SOURCE, MAX_TRACEBACK,
+                         CellRecord, clip)
 
 CHANNEL_ID = "kernel:current"
 PRIVATE_MAGIC = "%%vdbnb_private"
@@ -110,17 +111,17 @@ def describe_error(exc: BaseException | None) -> tuple[str | None, str | None, s
 
 
 def _redactor():
-    """The secret/PII step screen text goes through (vdbnb.ai.secrets): text -> (text, labels found)."""
-    from vdbnb.ai.secrets import REDACT_LABELS, redact, scan
+    """The one redaction step (vdbnb.redaction, the same as screen and speech): text -> redacted text, each
+    finding (kind, field, span, fingerprint; never a character) appended to ``found``."""
+    from vdbnb.redaction import get_redactor
+    r = get_redactor()
 
-    def run(text: str | None, found: set[str]) -> str | None:
+    def run(text: str | None, found: list, field: str) -> str | None:
         if not text:
             return text
-        hits = [f for f in scan(text) if f.label in REDACT_LABELS]
-        if not hits:
-            return text
-        found.update(f.label for f in hits)
-        return redact(text, hits, mask="[redacted]")
+        red = r.text(text, field)
+        found.extend(red.findings)
+        return red.text
     return run
 
 
@@ -144,14 +145,15 @@ def build_record(run: CellRun, redact=None) -> CellRecord:
     if not ok and ename is None:
         rec.ename = "Error"
     redact = redact or _redactor()
-    found: set[str] = set()
-    rec.source = redact(rec.source, found)
-    rec.evalue = redact(rec.evalue, found)
-    rec.traceback = redact(rec.traceback, found)
-    for o in rec.outputs:
+    found: list = []
+    rec.source = redact(rec.source, found, "source")
+    rec.evalue = redact(rec.evalue, found, "evalue")
+    rec.traceback = redact(rec.traceback, found, "traceback")
+    for i, o in enumerate(rec.outputs):
         if o.get("text"):
-            o["text"] = redact(o["text"], found)
-    rec.redacted = sorted(found)
+            o["text"] = redact(o["text"], found, f"outputs.{i}.text")
+    rec.redacted = sorted({f.label for f in found if f.redacted})
+    rec.findings = [{**f.place(), "confidence": round(f.confidence, 3)} for f in found[:MAX_FINDINGS]]
     return rec
 
 

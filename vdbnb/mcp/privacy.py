@@ -2,31 +2,27 @@
 
 The server already redacts high-risk secrets before it stores a result, the recorder blacks out excluded
 windows (and drops their titles) before it encodes a frame, and the frame endpoint blacks out every text line
-that holds a secret. This pass runs on every string a tool or resource returns, whatever its source: every
-kind of finding of the secret scanner (keys, passwords, card numbers, e-mail addresses) is replaced by its
-label, and items marked private (a private notebook cell, an excluded window) are dropped.
+that holds a secret. This pass runs on every string a tool or resource returns, whatever its source: the one
+redaction step (vdbnb/redaction.py, the server's) replaces every kind of finding (keys, passwords, card numbers,
+e-mail addresses) by the same ``[label redacted]`` mask the server writes, and leaves the server's masks as
+they are; items marked private (a private notebook cell, an excluded window) are dropped.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from ..redaction import get_redactor
+
 PRIVATE_FLAGS = ("private", "excluded")
 
 
 def redact_text(text: str) -> str:
-    from ..ai.secrets import redact
-    return redact(text, mask="[redacted {label}]")
+    return get_redactor().text(text).text
 
 
 def clean(value: Any) -> Any:
-    """``value`` with every secret in every string (inside dicts and lists too) replaced by its label."""
-    if isinstance(value, str):
-        return redact_text(value) if value else value
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    return value
+    """``value`` with every secret in every string (inside dicts, lists and tuples too) replaced by its mask."""
+    return get_redactor().value(value)[0]
 
 
 def is_private(event: dict) -> bool:

@@ -4,7 +4,8 @@ The notebook kernel sends each cell execution as an ingest fragment of kind ``ce
 ``vdbnb/cells.py``) on the channel ``kernel:current`` of its capture session, so a cell gets what media gets:
 client-token auth, fsync before the ack, duplicates acked once, the contiguous high-water mark for resends,
 the late-stop grace. Once a cell fragment is stored, :meth:`KernelEvents.on_fragment` emits its event through
-the same path as every other result: the redaction/alert step (when the AI pipelines run), the event store,
+the same path as every other result: the built-in secret alerts of what the kernel's redactor found (the one
+redactor, vdbnb/redaction.py, as for screen and speech), the backstop check (when the AI pipelines run), the event store,
 the websocket (channel ``kernel``), the session's webhook when the backend asked for cell events
 (``metadata={"webhook_events": ["cell"]}`` on ``create_capture_session``) and the search index.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 from ..cells import CODEC, KIND, CellError, CellRecord
 from ..events import CELL, KERNEL, Event
 from ..media.fragments import Fragment, FragmentError, unpack
+from ..redaction import SecretFinding
+from .pipelines.alerts import secret_alerts
 from .store import dec, now
 
 log = logging.getLogger("vdbnb.server.kernel")
@@ -54,6 +57,12 @@ def make_event(rts: dict, seq: int, rec: CellRecord) -> Event:
                  label="private" if rec.private else rec.status, start=rec.start, end=rec.end, engine=ENGINE,
                  captured_at=rec.end, processed_at=now(), data={**rec.event_data(), "seq": seq},
                  id=event_id(rts["id"], seq))
+
+
+def findings(rec: CellRecord) -> list[SecretFinding]:
+    """The record's findings (checked by CellRecord.from_payload) as the redactor's, for the alert step."""
+    return [SecretFinding(f["detector"], float(f.get("confidence", 1.0)), f["fingerprint"], f.get("field"),
+                          tuple(f["span"]) if f.get("span") else None) for f in rec.findings]
 
 
 def search_text(ev: Event) -> str:
@@ -115,6 +124,8 @@ class KernelEvents:
                                   (rts["session_id"],)) or {}
         wanted = (dec(sess.get("metadata"), {}) or {}).get(WEBHOOK_KEY) or []
         hook = sess.get("callback_url") if isinstance(wanted, list) and CELL in wanted else None
+        # what the kernel's redactor found: the built-in alert (kind, place, time, fingerprint) before the cell
+        secret_alerts(self.ctx.bus, ev, findings(rec), sess.get("ws_connection_id"))
         pipes = self.ctx.pipelines
         if pipes is not None:   # the redaction/alert step, then store + push (+ search, via the bus listeners)
             return pipes.emit(ev, target_ws=sess.get("ws_connection_id"), webhook_url=hook)

@@ -53,10 +53,7 @@ class AlertEngine:
     def secrets(self, src: Event, findings: list[SecretFinding], target_ws: str | None) -> None:
         """One alert per finding, emitted now: ``src`` is the (already redacted) result the findings came
         from, not yet stored or sent anywhere."""
-        for f in findings:
-            data = {"builtin": True, "source_event_id": src.id, "source_channel": src.channel,
-                    "redacted": f.redacted, **f.place()}
-            self._emit(src, f.label, f.confidence, describe(f, src), data, target_ws)
+        secret_alerts(self.p.ctx.bus, src, findings, target_ws)
 
     def backstop(self, ev: Event, target_ws: str | None) -> list[SecretFinding]:
         """The last check before ``ev`` is stored: a secret still in its text or data (an LLM's answer, a
@@ -108,13 +105,28 @@ class AlertEngine:
 
     def _emit(self, src: Event, label: str, conf: float, text: str, data: dict, target_ws: str | None,
               webhook_url: str | None = None, webhook_body: dict | None = None) -> None:
-        ev = Event(channel=ALERT, session_id=src.session_id, collection_id=src.collection_id,
-                   rtstream_id=src.rtstream_id, rtstream_name=src.rtstream_name, channel_id=src.channel_id,
-                   index_id=src.index_id, label=label, confidence=round(conf, 3), text=text, start=src.start,
-                   end=src.end, engine="vdbnb-detectors" if data.get("builtin") else src.engine,
-                   captured_at=src.captured_at, processed_at=now(), data=data,
-                   id=event_id(src.id, ALERT, label, data.get("alert_id") or data.get("field"), text))
-        self.p.ctx.bus.emit(ev, target_ws=target_ws, webhook_url=webhook_url, webhook_body=webhook_body)
+        _emit(self.p.ctx.bus, src, label, conf, text, data, target_ws, webhook_url, webhook_body)
+
+
+def secret_alerts(bus, src: Event, findings: list[SecretFinding], target_ws: str | None) -> None:
+    """The built-in alert of each finding (kind, place, media time, fingerprint; never a character of the
+    secret) through ``bus``, now: before ``src`` (already redacted) is stored or sent anywhere. The kernel
+    channel calls this too, with or without the AI pipelines."""
+    for f in findings:
+        data = {"builtin": True, "source_event_id": src.id, "source_channel": src.channel,
+                "redacted": f.redacted, **f.place()}
+        _emit(bus, src, f.label, f.confidence, describe(f, src), data, target_ws)
+
+
+def _emit(bus, src: Event, label: str, conf: float, text: str, data: dict, target_ws: str | None,
+          webhook_url: str | None = None, webhook_body: dict | None = None) -> None:
+    ev = Event(channel=ALERT, session_id=src.session_id, collection_id=src.collection_id,
+               rtstream_id=src.rtstream_id, rtstream_name=src.rtstream_name, channel_id=src.channel_id,
+               index_id=src.index_id, label=label, confidence=round(conf, 3), text=text, start=src.start,
+               end=src.end, engine="vdbnb-detectors" if data.get("builtin") else src.engine,
+               captured_at=src.captured_at, processed_at=now(), data=data,
+               id=event_id(src.id, ALERT, label, data.get("alert_id") or data.get("field"), text))
+    bus.emit(ev, target_ws=target_ws, webhook_url=webhook_url, webhook_body=webhook_body)
 
 
 def _iso(t: float | None) -> str | None:

@@ -216,11 +216,12 @@ def test_a_cell_holding_a_secret_raises_the_builtin_alert_before_its_event(serve
     """The kernel redacts with the one redactor (vdbnb/redaction.py) and the server raises the same built-in
     alert as for the screen and speech: kind, place (field), time, fingerprint, never a character."""
     from testkit.leaks import leaked, random_api_key, random_secret
-    from vdbnb.capture.kernel import _Run, build_record
+    from vdbnb.capture.kernel_record import build_record
+    from vdbnb.capture.kernel_taps import CellRun
     key, pw = random_api_key(), random_secret(14)
     conn, cap, token, _ = begin(server)
     t = time.time()
-    run = _Run(t)
+    run = CellRun(t)
     run.end, run.raw = t + 0.4, f"os.environ['STRIPE_KEY'] = '{key}'\nprint(cfg)"
     run.streams = {"stdout": [f"user: ops\npassword: {pw}\n"]}
     rec = build_record(run)

@@ -246,6 +246,50 @@ def _union(boxes: list[Box]) -> Box:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
+SPOKEN_SECRETS = ("password", "api_key")
+CONTINUE_S = 1.5      # a short final this soon after one that ended in a spoken secret is more of it
+CONTINUE_WORDS = 3
+
+
+class SpokenSecrets:
+    """Redaction across one stream's utterances (speech-to-text cuts where the speaker pauses, not where a
+    secret ends). A cue that ends a final ("... my password is") makes the next utterance the secret; and a
+    final that ends in a spoken secret ("my password is tiger dragon") may have lost its last word to a cut
+    ("mango."), so a short final (<= CONTINUE_WORDS words) starting within CONTINUE_S of it is taken as more of
+    the same secret. This fails closed: a short reply said right after a spoken password is masked as well."""
+
+    def __init__(self, redactor: "Redactor"):
+        self.redactor = redactor
+        self.cue: str | None = None                  # the previous final ended in a cue with this label
+        self.tail: tuple[str, float] | None = None   # (label, end) of a final that ended in a spoken secret
+
+    def _after_cue(self, text: str, start: float | None) -> str | None:
+        if self.cue:
+            return self.cue
+        if self.tail and start is not None and start - self.tail[1] <= CONTINUE_S \
+                and len(text.split()) <= CONTINUE_WORDS:
+            return self.tail[0]
+        return None
+
+    def redact(self, text: str, start: float | None, end: float | None, is_final: bool,
+               field: str = "text") -> Redacted:
+        """``text`` of an utterance (interim or final) redacted; a final moves the state on."""
+        red = self.redactor.text(text, field, spoken=True, after_cue=self._after_cue(text, start))
+        if is_final:
+            self.cue = red.dangling
+            label = _trailing_secret(red)
+            self.tail = (label, end if end is not None else (start or 0.0)) if label else None
+        return red
+
+
+def _trailing_secret(red: Redacted) -> str | None:
+    """The label of a spoken secret that runs to the end of ``red.text`` (nothing but punctuation after it)."""
+    for f in red.findings:
+        if f.redacted and f.label in SPOKEN_SECRETS and f.span and not red.text[f.span[1]:].strip(" .!?,;:\"'`"):
+            return f.label
+    return None
+
+
 _READER = None
 _READER_LOCK = threading.Lock()
 

@@ -54,6 +54,33 @@ def test_spoken_cue_redacts_the_rest_and_carries_over():
     assert r.text("The password is required.").findings == []
 
 
+def test_a_spoken_secret_cut_in_two_finals_is_masked_whole():
+    """The live speech-to-text cut "my password is tiger dragon | mango." (seen on the rig at load 20): the
+    short final right after the secret is more of it; a longer or later one is ordinary speech again."""
+    from vdbnb.redaction import SpokenSecrets
+    sp = SpokenSecrets(Redactor())
+    a = sp.redact("My password is tiger dragon", 10.0, 12.0, True)
+    assert a.text == "My password is [password redacted]"
+    # its interim and its final, 0.6 s later: masked, and reported as the same kind
+    assert sp.redact("mango", 12.6, 13.0, False).text == "[password redacted]"
+    b = sp.redact("mango.", 12.6, 13.1, True)
+    assert b.text == "[password redacted]." and b.findings[0].label == "password"
+    # the chain ends with the first utterance that is long, or late
+    long_ = sp.redact("and then we went to the castle for lunch", 13.5, 15.0, True)
+    assert long_.findings == [] and "castle" in long_.text
+    sp2 = SpokenSecrets(Redactor())
+    sp2.redact("My API key is saddle lemon", 0.0, 2.0, True)
+    assert sp2.redact("bamboo.", 5.0, 5.5, True).findings == []          # 3 s later: not part of it
+    # a final that merely mentions a password (no secret at its end) starts nothing
+    sp3 = SpokenSecrets(Redactor())
+    sp3.redact("I forgot my password yesterday", 0.0, 2.0, True)
+    assert sp3.redact("again.", 2.3, 2.6, True).findings == []
+    # a cue at the end of one final still makes the whole next utterance the secret, whatever its length
+    sp4 = SpokenSecrets(Redactor())
+    assert sp4.redact("okay my password is", 0.0, 1.0, True).findings == []
+    assert sp4.redact("pelican castle lemon falcon meadow", 1.4, 3.0, True).text == "[password redacted]"
+
+
 def test_value_walks_nested_outputs():
     key = random_api_key()
     cell = {"source": f"os.environ['K'] = '{key}'", "outputs": [{"text": ["ok\n", f"Bearer {key}\n"]}], "n": 3}

@@ -5,6 +5,7 @@ import logging
 
 from ...events import TRANSCRIPT, Event, event_id
 from ...media.fragments import Fragment
+from ...redaction import SpokenSecrets
 from ..store import dec, now
 from .base import Worker
 
@@ -34,7 +35,7 @@ class AudioWorker(Worker):
             self.stats["engine"] = stt.engine
             from ...media.decode import AudioStreamDecoder
             st = self.state[rts["id"]] = {"stt": stt, "flushed": False, "accurate_done": False,
-                                          "decoder": AudioStreamDecoder()}
+                                          "decoder": AudioStreamDecoder(), "spoken": SpokenSecrets(self.p.redactor)}
         return st
 
     def process(self, rts: dict, frag: Fragment) -> None:
@@ -60,8 +61,7 @@ class AudioWorker(Worker):
                 for u in st["stt"].feed(pcm, t0):
                     # a final ending in a cue ("... my password is") makes the next utterance the secret
                     if u.is_final and (u.text or "").strip():
-                        st["cue"] = self.p.redactor.text(u.text.strip(), "text", spoken=True,
-                                                         after_cue=st.get("cue")).dangling
+                        st["spoken"].redact(u.text.strip(), u.start, u.end, True)
         except Exception:
             log.exception("priming %s on seq %s failed; going on without", rts["id"], seq)
 
@@ -98,9 +98,9 @@ class AudioWorker(Worker):
 
     def _redact(self, rts: dict, st: dict, ev: Event) -> list:
         """The redaction step, first: a spoken secret is masked (and alerted, once per utterance and kind)
-        before the text goes anywhere. A cue that ends one final utterance ("... my password is") makes the
-        next utterance the secret."""
-        red = self.p.redactor.text(ev.text, "text", spoken=True, after_cue=st.get("cue"))
+        before the text goes anywhere, with what the stream's previous finals said (SpokenSecrets: a cue ending
+        one final makes the next the secret; a short final right after a spoken secret is more of it)."""
+        red = st["spoken"].redact(ev.text, ev.start, ev.end, bool(ev.is_final))
         ev.text = red.text
         if red.findings:
             ev.data["redacted"] = sorted({f.label for f in red.findings if f.redacted})
@@ -110,7 +110,6 @@ class AudioWorker(Worker):
         if new:
             self.p.alerts.secrets(ev, new, rts["transcript_ws"])
         if ev.is_final:
-            st["cue"] = red.dangling
             st["alerted"].pop(round(ev.start or 0, 1), None)
         return red.findings
 
@@ -157,7 +156,7 @@ class AudioWorker(Worker):
         pcm, t0 = decode_audio(sources)
         utts = accurate_pass(pcm, t0)
         old_ids = [r["id"] for r in old]
-        cue = None
+        spoken = SpokenSecrets(self.p.redactor)
         for u in utts:
             if not u.text.strip():
                 continue
@@ -167,8 +166,8 @@ class AudioWorker(Worker):
                        captured_at=u.end, processed_at=now(),
                        data={"accurate_pass": True, "replaces": len(old_ids)},
                        id=event_id(rts["id"], TRANSCRIPT, "accurate", round(u.start, 1)))
-            red = self.p.redactor.text(ev.text, "text", spoken=True, after_cue=cue)
-            ev.text, cue = red.text, red.dangling
+            red = spoken.redact(ev.text, ev.start, ev.end, True)
+            ev.text = red.text
             if red.findings:
                 ev.data["redacted"] = sorted({f.label for f in red.findings if f.redacted})
                 # the live pass alerted the moment it heard them; alert only what it missed

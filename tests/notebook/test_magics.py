@@ -51,7 +51,7 @@ def test_status_and_search_against_a_real_server(ip, server, monkeypatch):
     with capture_output() as cap:
         ip.run_line_magic("vdbnb", "status")
     html = "".join(o.data.get("text/html", "") for o in cap.outputs)
-    assert server.url in html and "capture session(s)" in html and "failed" not in html, html
+    assert server.url in html and "capture session(s)" in html and "health check failed" not in html, html
     df = ip.run_line_magic("vdbnb", "search delivery truck")
     assert list(df.columns)[:3] == ["score", "text", "ts"]
     assert ip.user_ns["_vdbnb_search"] is not None

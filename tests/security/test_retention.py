@@ -64,11 +64,13 @@ def _session(srv, hooks=None, ai=True) -> tuple[str, dict, dict]:
             evs = httpx.get(f"{srv.url}/collection/default/events", headers=h,
                             params={"session_id": sid}).json()["data"]["events"]
             kinds = {e["channel"] for e in evs}
-            if {"transcript", "visual_index", "alert"} <= kinds and any("zeppelin" in (e["text"] or "").lower()
-                                                                        for e in evs):
+            # the sentence is in a final transcript (tiny.en may mishear the rarer words: any of them will do)
+            heard = any(w in (e["text"] or "").lower() for e in evs if e["channel"] == "transcript"
+                        and e.get("is_final") for w in MARK_SAID.split() if len(w) > 3)
+            if {"transcript", "visual_index", "alert"} <= kinds and heard:
                 break
             time.sleep(0.5)
-        assert {"transcript", "visual_index", "alert"} <= kinds, kinds
+        assert {"transcript", "visual_index", "alert"} <= kinds and heard, (kinds, [e["text"] for e in evs])
     for _ in range(300):
         d = httpx.post(f"{srv.url}/collection/default/capture/session/{sid}/export", headers=h).json()["data"]
         if d.get("export_status") != "exporting":

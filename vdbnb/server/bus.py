@@ -23,6 +23,10 @@ class EventBus:
         row = ev.row()
         row["target_ws"] = target_ws
         with self.store.transaction():
+            # a stream deleted meanwhile (its session was deleted while a pipeline still worked on it): the
+            # result is dropped, not stored under an id nothing points at any more
+            if ev.rtstream_id and not self.store.one("SELECT 1 AS x FROM rtstreams WHERE id=?", (ev.rtstream_id,)):
+                return ev
             if not self.store.insert("events", row, ignore=True):
                 return ev
             if webhook_url:

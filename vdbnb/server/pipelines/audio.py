@@ -5,7 +5,7 @@ import logging
 
 from ...events import TRANSCRIPT, Event, event_id
 from ...media.fragments import Fragment
-from ...redaction import SpokenSecrets
+from ...redaction import SPOKEN_SECRETS, SpokenSecrets
 from ..store import dec, now
 from .base import Worker
 
@@ -167,6 +167,12 @@ class AudioWorker(Worker):
                        data={"accurate_pass": True, "replaces": len(old_ids)},
                        id=event_id(rts["id"], TRANSCRIPT, "accurate", round(u.start, 1)))
             red = spoken.redact(ev.text, ev.start, ev.end, True)
+            if not any(f.label in SPOKEN_SECRETS for f in red.findings):
+                # the live pass heard a spoken secret in this time but this decode did not hear its cue ("My API
+                # key does …"): the utterance is masked whole (fail closed)
+                heard = next((lab for lab in SPOKEN_SECRETS if self._alerted(rts, lab, ev.start, ev.end)), None)
+                if heard:
+                    red = self.p.redactor.text(ev.text, "text", spoken=True, after_cue=heard)
             ev.text = red.text
             if red.findings:
                 ev.data["redacted"] = sorted({f.label for f in red.findings if f.redacted})
